@@ -1,0 +1,1 @@
+"""The data pipeline: recordings to epochs in WebDataset shards."""

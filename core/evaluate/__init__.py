@@ -1,0 +1,1 @@
+"""Evaluation: embeddings, probes, metrics, reports."""

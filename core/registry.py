@@ -1,0 +1,211 @@
+"""Name -> component tables, filled by the plugins' ``efm_register_*`` hooks.
+
+>>> from efm import registry
+>>> registry.names("backbones", "hiera*")            # doctest: +SKIP
+>>> model = registry.create("backbones", "hiera_test")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, fields, is_dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from efm.errors import NotAvailableError, PluginError, UnknownNameError
+
+log = logging.getLogger("efm.registry")
+
+KINDS = ("readers", "tokenizers", "backbones", "objectives", "recipes")
+SINGULAR = {"readers": "reader", "tokenizers": "tokenizer", "backbones": "backbone",
+            "objectives": "objective", "recipes": "recipe"}
+# recipe nodes that name a component, and the registry kind that provides it
+COMPONENT_NODES = {"reader": "readers", "representation": "tokenizers", "backbone": "backbones",
+                   "objective": "objectives"}
+
+
+@dataclass
+class Component:
+    """One registered thing: its builder, config schema and provenance."""
+
+    kind: str
+    name: str
+    builder: Any  # a callable; for recipes, the recipe mapping
+    schema: type | None = None
+    plugin: str = ""
+    distribution: str = ""
+    aliases: tuple[str, ...] = ()
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def defaults(self) -> dict[str, Any]:
+        """The schema's defaults as a plain dict (empty when there is no schema)."""
+        if self.schema is None or not is_dataclass(self.schema):
+            return {}
+        from omegaconf import OmegaConf
+
+        return OmegaConf.to_container(OmegaConf.structured(self.schema), resolve=True)  # type: ignore[return-value]
+
+
+class Registry:
+    """The tables of every kind, built from a plugin manager."""
+
+    def __init__(self) -> None:
+        self.tables: dict[str, dict[str, Component]] = {k: {} for k in KINDS}
+        self.aliases: dict[str, dict[str, str]] = {k: {} for k in KINDS}
+        self.plugins: list[dict[str, Any]] = []
+        self.pm: Any = None
+
+    # -- registration -------------------------------------------------------------------------
+    def register_callback(self, kind: str, plugin: str, distribution: str) -> Callable[..., None]:
+        """The ``register`` callable handed to a plugin's hook."""
+
+        def register(name: str, builder: Any, schema: type | None = None, *,
+                     aliases: tuple[str, ...] | list[str] = (), **meta: Any) -> None:
+            comp = Component(kind, name, builder, schema, plugin, distribution, tuple(aliases), meta)
+            self.add(comp)
+
+        return register
+
+    def add(self, comp: Component) -> None:
+        table, aliases = self.tables[comp.kind], self.aliases[comp.kind]
+        for key in (comp.name, *comp.aliases):
+            owner = table.get(key) or table.get(aliases.get(key, ""))
+            if owner is not None:
+                raise PluginError(
+                    f"{SINGULAR[comp.kind]} {key!r} is registered twice: by {owner.plugin!r} "
+                    f"(distribution {owner.distribution!r}) and by {comp.plugin!r} "
+                    f"(distribution {comp.distribution!r}); rename one of them"
+                )
+        if comp.schema is not None and not is_dataclass(comp.schema):
+            raise PluginError(f"{SINGULAR[comp.kind]} {comp.name!r}: schema must be a dataclass")
+        table[comp.name] = comp
+        for a in comp.aliases:
+            aliases[a] = comp.name
+
+    # -- look-up ------------------------------------------------------------------------------
+    def resolve(self, kind: str, name: str) -> str:
+        table = self.tables[kind]
+        if name in table:
+            return name
+        if name in self.aliases[kind]:
+            return self.aliases[kind][name]
+        lower = {n.lower(): n for n in table} | {a.lower(): t for a, t in self.aliases[kind].items()}
+        if name.lower() in lower:
+            return lower[name.lower()]
+        if name in PLANNED.get(kind, {}):
+            raise NotAvailableError(
+                f"{SINGULAR[kind]} {name!r} is not available yet: {PLANNED[kind][name]}"
+            )
+        raise UnknownNameError(SINGULAR[kind], name, list(table) + list(self.aliases[kind]))
+
+    def get(self, kind: str, name: str) -> Component:
+        return self.tables[kind][self.resolve(kind, name)]
+
+    def names(self, kind: str, pattern: str = "*") -> list[str]:
+        return sorted(n for n in self.tables[kind] if fnmatch.fnmatch(n, pattern))
+
+    def __iter__(self) -> Iterator[Component]:
+        for kind in KINDS:
+            yield from self.tables[kind].values()
+
+
+# Components that recipes name but that no built-in plugin provides yet (filled in as they land).
+PLANNED: dict[str, dict[str, str]] = {}
+
+_REGISTRY: Registry | None = None
+
+
+def _builtin_recipes(reg: Registry) -> None:
+    from efm.config import load_yaml
+
+    text = resources.files("efm").joinpath("registry.yaml").read_text(encoding="utf-8")
+    doc = load_yaml(text, "registry.yaml")
+    for name, recipe in (doc.get("recipes") or {}).items():
+        recipe = dict(recipe)
+        aliases = tuple(recipe.pop("aliases", ()) or ())
+        description = recipe.pop("description", "")
+        reg.add(Component("recipes", name, recipe, None, "efm.registry", "efm", aliases,
+                          {"description": description}))
+    for kind, entries in (doc.get("planned") or {}).items():
+        PLANNED.setdefault(kind, {}).update(entries or {})
+
+
+def build() -> Registry:
+    """A new registry from the plugins selected by the environment switches."""
+    from efm.plugins import make_manager
+
+    pm, infos = make_manager()
+    reg = Registry()
+    reg.pm = pm
+    _builtin_recipes(reg)
+    by_module = {i["module"]: i for i in infos}
+    for info in infos:
+        info["hooks"] = []
+        info["registered"] = {}
+    for kind in KINDS:
+        hook = getattr(pm.hook, f"efm_register_{kind}")
+        for impl in hook.get_hookimpls():
+            pname = pm.get_name(impl.plugin)
+            info = by_module.get(pname, {"plugin": pname, "distribution": "?", "version": "?"})
+            before = set(reg.tables[kind])
+            impl.function(register=reg.register_callback(kind, info["plugin"], info["distribution"]))
+            added = sorted(set(reg.tables[kind]) - before)
+            if pname in by_module:
+                by_module[pname]["hooks"].append(f"efm_register_{kind}")
+                by_module[pname]["registered"][kind] = added
+    reg.plugins = infos
+    return reg
+
+
+def get_registry(refresh: bool = False) -> Registry:
+    """The process-wide registry, built on first use."""
+    global _REGISTRY
+    if _REGISTRY is None or refresh:
+        _REGISTRY = build()
+    return _REGISTRY
+
+
+def names(kind: str, pattern: str = "*") -> list[str]:
+    """Registered names of one kind matching a glob."""
+    return get_registry().names(_kind(kind), pattern)
+
+
+def get(kind: str, name: str) -> Component:
+    return get_registry().get(_kind(kind), name)
+
+
+def create(kind: str, name: str, **config: Any) -> Any:
+    """Build a registered component with its schema defaults updated by ``config``."""
+    comp = get(kind, name)
+    cfg = comp.defaults()
+    unknown = set(config) - set(cfg) if comp.schema is not None else set()
+    if unknown:
+        from efm.errors import ConfigError
+
+        raise ConfigError([f"{SINGULAR[comp.kind]} {comp.name!r} has no option {k!r}; options: "
+                           f"{', '.join(sorted(cfg)) or 'none'}" for k in sorted(unknown)])
+    cfg.update(config)
+    return comp.builder(**cfg)
+
+
+def _kind(kind: str) -> str:
+    plural = {v: k for k, v in SINGULAR.items()} | {"representation": "tokenizers",
+                                                     "representations": "tokenizers"}
+    kind = plural.get(kind, kind)
+    if kind not in KINDS:
+        raise UnknownNameError("kind", kind, KINDS)
+    return kind
+
+
+def schema_fields(schema: type | None) -> list[str]:
+    return [f.name for f in fields(schema)] if schema is not None and is_dataclass(schema) else []
+
+
+def repo_root() -> Path | None:
+    """The source checkout, when efm runs from one (for git provenance)."""
+    here = Path(sys.modules["efm"].__file__ or ".").resolve().parent.parent
+    return here if (here / ".git").exists() else None

@@ -1,0 +1,1 @@
+"""efm's built-in plugins: readers, tokenizers, backbones and objectives."""

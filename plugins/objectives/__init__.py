@@ -1,0 +1,10 @@
+"""efm's built-in objectives, registered through the `efm` entry-point group like any plugin."""
+
+from __future__ import annotations
+
+import efm
+
+
+@efm.hookimpl
+def efm_register_objectives(register):
+    """Register the built-in objectives (filled in as they land)."""
