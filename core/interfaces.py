@@ -239,6 +239,8 @@ class Backbone(Protocol):
         Pooled features for probes.
     mask_shape(x) -> tuple of int
         Shape of one sample's mask grid for input ``x``.
+    example_input(batch_size) -> input
+        A random input of the shape the backbone was built for (tests, FLOP counts).
     """
 
     embed_dim: int
@@ -249,6 +251,8 @@ class Backbone(Protocol):
     def embed(self, x: Any) -> torch.Tensor: ...
 
     def mask_shape(self, x: Any) -> tuple[int, ...]: ...
+
+    def example_input(self, batch_size: int) -> Any: ...
 
 
 @dataclass

@@ -1,0 +1,23 @@
+"""Conformance suites and fixtures for plugin authors.
+
+Subclass a suite in your plugin's tests and name the components to check::
+
+    from efm.testing import BackboneSuite
+
+    class TestMyBackbone(BackboneSuite):
+        names = ["mamba_test"]
+
+efm's own plugins pass the very same suites (``tests/plugins``).
+"""
+
+from efm.testing.suites import (
+    BackboneSuite,
+    ObjectiveSuite,
+    ReaderSuite,
+    TokenizerSuite,
+    requires_cuda,
+    synthetic_recording,
+)
+
+__all__ = ["BackboneSuite", "ObjectiveSuite", "ReaderSuite", "TokenizerSuite", "requires_cuda",
+           "synthetic_recording"]
