@@ -68,7 +68,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ModuleNotFoundError as exc:
         if exc.name != "efm.train.run":
             raise
-        raise EfmError("`efm run` is not available yet: the training engine is still being built") from exc
+        raise EfmError(
+            "`efm run` is not available yet: the training engine is still being built"
+        ) from exc
     return int(module.run(cfg) or 0)
 
 
@@ -83,7 +85,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         for name in rows:
             comp = reg.tables[kind][name]
             extra = comp.meta.get("description") or ", ".join(
-                f"{k}={v}" for k, v in comp.meta.items() if k in ("family", "accepts", "extensions"))
+                f"{k}={v}" for k, v in comp.meta.items() if k in ("family", "accepts", "extensions")
+            )
             alias = f" (aliases: {', '.join(comp.aliases)})" if comp.aliases else ""
             print(f"  {name:<24} {comp.distribution:<14} {extra}{alias}")
     return 0
@@ -110,8 +113,10 @@ def cmd_cp(args: argparse.Namespace) -> int:
         dest = dest / f"{name}.yaml"
     if dest.exists():
         raise UsageError(f"{dest} exists; remove it or give another path")
-    header = (f"# Copied from efm recipe {name!r}. Run it with: efm run recipe={dest}\n"
-              f"# Override any key on the command line, e.g.: efm run recipe={dest} train.steps=10\n")
+    header = (
+        f"# Copied from efm recipe {name!r}. Run it with: efm run recipe={dest}\n"
+        f"# Override any key on the command line, e.g.: efm run recipe={dest} train.steps=10\n"
+    )
     dest.write_text(header + to_yaml(mapping), encoding="utf-8")
     print(f"wrote {dest}")
     return 0

@@ -28,7 +28,14 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from efm import registry as _registry
-from efm.errors import ConfigError, EfmError, NotAvailableError, UnknownNameError, UsageError, suggest
+from efm.errors import (
+    ConfigError,
+    EfmError,
+    NotAvailableError,
+    UnknownNameError,
+    UsageError,
+    suggest,
+)
 
 
 def core_schemas() -> dict[str, type]:
@@ -37,12 +44,26 @@ def core_schemas() -> dict[str, type]:
     from efm.evaluate.config import EvalConfig
     from efm.train.config import OptimConfig, TrainConfig
 
-    return {"data": DataConfig, "pipeline": PipelineConfig, "optim": OptimConfig,
-            "train": TrainConfig, "eval": EvalConfig}
+    return {
+        "data": DataConfig,
+        "pipeline": PipelineConfig,
+        "optim": OptimConfig,
+        "train": TrainConfig,
+        "eval": EvalConfig,
+    }
 
 
-NODES = ("recipe", "description", "profiles", *_registry.COMPONENT_NODES, "data", "pipeline",
-         "optim", "train", "eval")
+NODES = (
+    "recipe",
+    "description",
+    "profiles",
+    *_registry.COMPONENT_NODES,
+    "data",
+    "pipeline",
+    "optim",
+    "train",
+    "eval",
+)
 
 
 def load_yaml(text: str, where: str) -> dict[str, Any]:
@@ -59,7 +80,8 @@ def load_yaml(text: str, where: str) -> dict[str, Any]:
 
 def parse_overrides(args: list[str]) -> tuple[str | None, list[tuple[str, str, Any]]]:
     """Split ``recipe=...`` from the other overrides: ``(op, key, value)`` with op ``set|del|choose``."""
-    recipe, ops = None, []
+    recipe: str | None = None
+    ops: list[tuple[str, str, Any]] = []
     for arg in args:
         if arg.startswith("~"):
             ops.append(("del", arg[1:], None))
@@ -149,8 +171,12 @@ def compose(args: list[str], default_recipe: str | None = None) -> dict[str, Any
     if profile in profiles:
         _merge(cfg, profiles[profile])
     elif profile not in ("demo", "full"):
-        raise ConfigError([f"data.profile: recipe {name!r} has no profile {profile!r}; "
-                           + suggest(str(profile), ["auto", "demo", "full", *profiles])])
+        raise ConfigError(
+            [
+                f"data.profile: recipe {name!r} has no profile {profile!r}; "
+                + suggest(str(profile), ["auto", "demo", "full", *profiles])
+            ]
+        )
     _apply(cfg, ops)
     cfg["recipe"] = name
     cfg.setdefault("data", {})["profile"] = profile
@@ -178,7 +204,9 @@ def _check_node(path: str, schema: type, given: Any, problems: list[str], owner:
         if key == "name" and owner:
             continue
         if key not in names:
-            problems.append(f"{path}.{key}: unknown option for {owner or path}; {suggest(key, names)}")
+            problems.append(
+                f"{path}.{key}: unknown option for {owner or path}; {suggest(key, names)}"
+            )
             continue
         try:
             base = OmegaConf.merge(base, {key: value})
@@ -205,7 +233,9 @@ def validate(cfg: dict[str, Any]) -> dict[str, Any]:
         if isinstance(given, str):
             given = {"name": given}
         if not isinstance(given, dict) or "name" not in given:
-            problems.append(f"{node}: needs a 'name' naming a registered {_registry.SINGULAR[kind]}")
+            problems.append(
+                f"{node}: needs a 'name' naming a registered {_registry.SINGULAR[kind]}"
+            )
             continue
         try:
             comp = _registry.get(kind, str(given["name"]))
@@ -226,8 +256,11 @@ def validate(cfg: dict[str, Any]) -> dict[str, Any]:
         family = rep.meta.get("family", "image")
         accepts = tuple(bb.meta.get("accepts", ("image",)))
         if family not in accepts:
-            ok = [n for n, c in _registry.get_registry().tables["tokenizers"].items()
-                  if c.meta.get("family", "image") in accepts]
+            ok = [
+                n
+                for n, c in _registry.get_registry().tables["tokenizers"].items()
+                if c.meta.get("family", "image") in accepts
+            ]
             problems.append(
                 f"representation {rep.name!r} gives {family!r} inputs but backbone {bb.name!r} "
                 f"accepts {', '.join(accepts)}; compatible representations: {', '.join(ok) or 'none'}"

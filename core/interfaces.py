@@ -93,7 +93,9 @@ class Recording:
 
     def __post_init__(self) -> None:
         if self.data.ndim != 2:
-            raise ValueError(f"Recording.data must be [n_chans, n_times], got shape {self.data.shape}")
+            raise ValueError(
+                f"Recording.data must be [n_chans, n_times], got shape {self.data.shape}"
+            )
         n = self.data.shape[0]
         if len(self.ch_names) != n or len(self.ch_types) != n:
             raise ValueError(

@@ -49,7 +49,9 @@ def make_manager() -> tuple[pluggy.PluginManager, list[dict[str, Any]]]:
     pm = pluggy.PluginManager(GROUP)
     pm.add_hookspecs(hookspecs)
     infos: list[dict[str, Any]] = []
-    eps = sorted(metadata.entry_points(group=GROUP), key=lambda e: (_dist_of(e)[0] != SELF_DIST, e.name))
+    eps = sorted(
+        metadata.entry_points(group=GROUP), key=lambda e: (_dist_of(e)[0] != SELF_DIST, e.name)
+    )
     seen: set[str] = set()
     for ep in _selected(list(eps)):
         if ep.value in seen:  # the same distribution found twice on sys.path
@@ -67,7 +69,9 @@ def make_manager() -> tuple[pluggy.PluginManager, list[dict[str, Any]]]:
             pm.register(module, name=ep.value)
         except ValueError as exc:
             raise PluginError(f"plugin {ep.name!r} of {dist!r}: {exc}") from exc
-        infos.append({"plugin": ep.name, "module": ep.value, "distribution": dist, "version": version})
+        infos.append(
+            {"plugin": ep.name, "module": ep.value, "distribution": dist, "version": version}
+        )
     check(pm)
     if os.environ.get("EFM_TRACE_PLUGINS", "") not in ("", "0"):
         pm.trace.root.setwriter(lambda msg: log.info(msg.rstrip()))

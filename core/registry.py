@@ -21,11 +21,20 @@ from efm.errors import NotAvailableError, PluginError, UnknownNameError
 log = logging.getLogger("efm.registry")
 
 KINDS = ("readers", "tokenizers", "backbones", "objectives", "recipes")
-SINGULAR = {"readers": "reader", "tokenizers": "tokenizer", "backbones": "backbone",
-            "objectives": "objective", "recipes": "recipe"}
+SINGULAR = {
+    "readers": "reader",
+    "tokenizers": "tokenizer",
+    "backbones": "backbone",
+    "objectives": "objective",
+    "recipes": "recipe",
+}
 # recipe nodes that name a component, and the registry kind that provides it
-COMPONENT_NODES = {"reader": "readers", "representation": "tokenizers", "backbone": "backbones",
-                   "objective": "objectives"}
+COMPONENT_NODES = {
+    "reader": "readers",
+    "representation": "tokenizers",
+    "backbone": "backbones",
+    "objective": "objectives",
+}
 
 
 @dataclass
@@ -63,9 +72,17 @@ class Registry:
     def register_callback(self, kind: str, plugin: str, distribution: str) -> Callable[..., None]:
         """The ``register`` callable handed to a plugin's hook."""
 
-        def register(name: str, builder: Any, schema: type | None = None, *,
-                     aliases: tuple[str, ...] | list[str] = (), **meta: Any) -> None:
-            comp = Component(kind, name, builder, schema, plugin, distribution, tuple(aliases), meta)
+        def register(
+            name: str,
+            builder: Any,
+            schema: type | None = None,
+            *,
+            aliases: tuple[str, ...] | list[str] = (),
+            **meta: Any,
+        ) -> None:
+            comp = Component(
+                kind, name, builder, schema, plugin, distribution, tuple(aliases), meta
+            )
             self.add(comp)
 
         return register
@@ -93,7 +110,9 @@ class Registry:
             return name
         if name in self.aliases[kind]:
             return self.aliases[kind][name]
-        lower = {n.lower(): n for n in table} | {a.lower(): t for a, t in self.aliases[kind].items()}
+        lower = {n.lower(): n for n in table} | {
+            a.lower(): t for a, t in self.aliases[kind].items()
+        }
         if name.lower() in lower:
             return lower[name.lower()]
         if name in PLANNED.get(kind, {}):
@@ -128,8 +147,18 @@ def _builtin_recipes(reg: Registry) -> None:
         recipe = dict(recipe)
         aliases = tuple(recipe.pop("aliases", ()) or ())
         description = recipe.pop("description", "")
-        reg.add(Component("recipes", name, recipe, None, "efm.registry", "efm", aliases,
-                          {"description": description}))
+        reg.add(
+            Component(
+                "recipes",
+                name,
+                recipe,
+                None,
+                "efm.registry",
+                "efm",
+                aliases,
+                {"description": description},
+            )
+        )
     for kind, entries in (doc.get("planned") or {}).items():
         PLANNED.setdefault(kind, {}).update(entries or {})
 
@@ -152,7 +181,9 @@ def build() -> Registry:
             pname = pm.get_name(impl.plugin)
             info = by_module.get(pname, {"plugin": pname, "distribution": "?", "version": "?"})
             before = set(reg.tables[kind])
-            impl.function(register=reg.register_callback(kind, info["plugin"], info["distribution"]))
+            impl.function(
+                register=reg.register_callback(kind, info["plugin"], info["distribution"])
+            )
             added = sorted(set(reg.tables[kind]) - before)
             if pname in by_module:
                 by_module[pname]["hooks"].append(f"efm_register_{kind}")
@@ -186,15 +217,22 @@ def create(kind: str, name: str, **config: Any) -> Any:
     if unknown:
         from efm.errors import ConfigError
 
-        raise ConfigError([f"{SINGULAR[comp.kind]} {comp.name!r} has no option {k!r}; options: "
-                           f"{', '.join(sorted(cfg)) or 'none'}" for k in sorted(unknown)])
+        raise ConfigError(
+            [
+                f"{SINGULAR[comp.kind]} {comp.name!r} has no option {k!r}; options: "
+                f"{', '.join(sorted(cfg)) or 'none'}"
+                for k in sorted(unknown)
+            ]
+        )
     cfg.update(config)
     return comp.builder(**cfg)
 
 
 def _kind(kind: str) -> str:
-    plural = {v: k for k, v in SINGULAR.items()} | {"representation": "tokenizers",
-                                                     "representations": "tokenizers"}
+    plural = {v: k for k, v in SINGULAR.items()} | {
+        "representation": "tokenizers",
+        "representations": "tokenizers",
+    }
     kind = plural.get(kind, kind)
     if kind not in KINDS:
         raise UnknownNameError("kind", kind, KINDS)

@@ -19,5 +19,11 @@ from efm.testing.suites import (
     synthetic_recording,
 )
 
-__all__ = ["BackboneSuite", "ObjectiveSuite", "ReaderSuite", "TokenizerSuite", "requires_cuda",
-           "synthetic_recording"]
+__all__ = [
+    "BackboneSuite",
+    "ObjectiveSuite",
+    "ReaderSuite",
+    "TokenizerSuite",
+    "requires_cuda",
+    "synthetic_recording",
+]

@@ -26,8 +26,13 @@ def _cuda() -> bool:
 requires_cuda = pytest.mark.skipif(not _cuda(), reason="needs a CUDA device")
 
 
-def synthetic_recording(n_chans: int = 4, sfreq: float = 250.0, seconds: float = 10.0,
-                        seed: int = 0, ch_names: list[str] | None = None) -> Recording:
+def synthetic_recording(
+    n_chans: int = 4,
+    sfreq: float = 250.0,
+    seconds: float = 10.0,
+    seed: int = 0,
+    ch_names: list[str] | None = None,
+) -> Recording:
     """A small random recording (volts) for tests."""
     rng = np.random.default_rng(seed)
     data = (rng.standard_normal((n_chans, int(sfreq * seconds))) * 20e-6).astype(np.float32)

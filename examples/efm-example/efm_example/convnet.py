@@ -1,0 +1,73 @@
+"""A small patchify-then-convolve image backbone, following efm's Backbone interface."""
+
+from __future__ import annotations
+
+import torch
+from einops import rearrange
+from torch import nn
+
+from efm.interfaces import BackboneOutput
+
+
+class ConvNet(nn.Module):
+    """Patch stem, ``depth`` depth-wise conv blocks, tokens out.
+
+    Parameters
+    ----------
+    in_chans : int
+        Image channels (EPI-250k: 8 regions).
+    input_size : tuple of int
+        (H, W).
+    width : int
+        Feature width, also ``embed_dim``.
+    depth : int
+        Number of blocks.
+    patch : int
+        Stem stride; the mask grid is ``(H / patch, W / patch)``.
+    """
+
+    accepts = ("image",)
+
+    def __init__(
+        self,
+        in_chans: int = 8,
+        input_size=(224, 224),
+        width: int = 64,
+        depth: int = 2,
+        patch: int = 16,
+    ) -> None:
+        super().__init__()
+        self.in_chans, self.input_size, self.patch = in_chans, tuple(input_size), patch
+        self.embed_dim = width
+        self.stem = nn.Conv2d(in_chans, width, patch, stride=patch)
+        self.blocks = nn.ModuleList(
+            nn.Sequential(
+                nn.Conv2d(width, width, 7, padding=3, groups=width),
+                nn.GroupNorm(1, width),
+                nn.Conv2d(width, 4 * width, 1),
+                nn.GELU(),
+                nn.Conv2d(4 * width, width, 1),
+            )
+            for _ in range(depth)
+        )
+        self.norm = nn.LayerNorm(width)
+
+    def mask_shape(self, x: torch.Tensor) -> tuple[int, ...]:
+        return (x.shape[-2] // self.patch, x.shape[-1] // self.patch)
+
+    def example_input(self, batch_size: int) -> torch.Tensor:
+        return torch.randn(batch_size, self.in_chans, *self.input_size)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> BackboneOutput:
+        h = self.stem(x)  # [B, D, h, w]
+        if mask is not None:  # masked patches are zeroed (SimMIM style)
+            h = h * mask[:, None].to(h.dtype)
+        inter = []
+        for block in self.blocks:
+            h = h + block(h)
+            inter.append(rearrange(h, "b d h w -> b (h w) d"))
+        tokens = self.norm(rearrange(h, "b d h w -> b (h w) d"))  # [B, L, D]
+        return BackboneOutput(tokens, inter, {"grid": tuple(h.shape[-2:])})
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self(x).features.mean(dim=1)  # [B, D]
