@@ -80,7 +80,9 @@ class ReaderSuite(_Suite):
             assert len(rec.ch_names) == rec.n_chans == len(rec.ch_types)
             assert set(rec.ch_types) <= set(CH_TYPES), rec.ch_types
             assert np.isfinite(rec.data).all()
-            assert np.abs(rec.data).max() < 1.0, "signals must be in volts"
+            # volts: the typical channel stays far below 1 V (trigger/DC channels may not)
+            typical = float(np.median(np.abs(rec.data).max(axis=1)))
+            assert typical < 1.0, f"signals must be in volts (median channel peak {typical:g})"
             onsets = [a.onset for a in rec.annotations]
             assert onsets == sorted(onsets)
             assert rec.source

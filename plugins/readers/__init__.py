@@ -7,4 +7,13 @@ import efm
 
 @efm.hookimpl
 def efm_register_readers(register):
-    """Register the built-in readers (filled in as they land)."""
+    """Register the built-in readers (their heavy imports happen inside the readers)."""
+    from efm_plugins.readers import mne_reader
+
+    register(
+        "mne",
+        mne_reader.build,
+        mne_reader.MneReaderConfig,
+        extensions=mne_reader.EXTENSIONS,
+        description="every format mne.io.read_raw reads",
+    )
