@@ -189,6 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `efm plugins | head`
+        sys.stderr.close()
+        return 0
 
 
 def entry(argv: list[str] | None = None) -> Any:  # pragma: no cover
