@@ -8,3 +8,13 @@ import efm
 @efm.hookimpl
 def efm_register_backbones(register):
     """Register the built-in backbones (filled in as they land)."""
+    from efm_plugins.backbones.moirai_config import CONFIGS as _MOIRAI
+
+    for _name, _schema in _MOIRAI.items():
+        register(_name, _build_moirai, _schema, accepts=("token",))
+
+
+def _build_moirai(**cfg):
+    from efm_plugins.backbones.moirai import build
+
+    return build(**cfg)
