@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import efm
 
 
@@ -12,6 +14,16 @@ def efm_register_backbones(register):
 
     for _name, _schema in _MOIRAI.items():
         register(_name, _build_moirai, _schema, accepts=("token",))
+    from efm_plugins.backbones.hiera_config import HIERA_SIZES, HieraConfig
+
+    for _size in HIERA_SIZES:
+        register(f"hiera_{_size}", partial(_build_hiera, _size), HieraConfig, accepts=("image",))
+
+
+def _build_hiera(size, **cfg):
+    from efm_plugins.backbones import hiera
+
+    return getattr(hiera, f"hiera_{size}")(**cfg)
 
 
 def _build_moirai(**cfg):
