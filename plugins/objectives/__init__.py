@@ -11,6 +11,15 @@ def efm_register_objectives(register):
     from efm_plugins.objectives.mae_config import MAEConfig
 
     register("mae", _build_mae, MAEConfig)
+    from efm_plugins.objectives.multi_domain_config import MultiDomainConfig
+
+    register("multi_domain", _build_multi_domain, MultiDomainConfig)
+
+
+def _build_multi_domain(**cfg):
+    from efm_plugins.objectives.multi_domain import build
+
+    return build(**cfg)
 
 
 def _build_mae(**cfg):
