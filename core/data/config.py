@@ -10,7 +10,11 @@ class DataConfig:
     """Where the recordings are and where prepared shards go.
 
     ``root`` None means the embedded demo corpus; ``profile`` ``auto`` picks ``demo`` without a root
-    and ``full`` with one.
+    and ``full`` with one. ``out`` None means ``${EFM_CACHE:-~/.cache/efm}/shards/<recipe>-<hash>``.
+    ``patient_regex`` is searched in each file's path relative to ``root`` (POSIX separators); its
+    group ``patient`` (or the whole match) is the patient id used for patient-level splits. The
+    default takes the file name up to its first ``_`` or ``.`` (``chb01_03.edf`` -> ``chb01``,
+    ``sub-01_task-rest_eeg.edf`` -> ``sub-01``).
     """
 
     root: str | None = None
@@ -18,6 +22,7 @@ class DataConfig:
     profile: str = "auto"
     workers: int = 1
     glob: str = "**/*"
+    patient_regex: str = r"(?:^|/)(?P<patient>[^/_.]+)[^/]*$"
     demo_patients: int = 6
     demo_minutes: float = 10.0
     demo_seed: int = 0
@@ -25,7 +30,14 @@ class DataConfig:
 
 @dataclass
 class PipelineConfig:
-    """The preprocessing stages (ARCHITECTURE.md section 5)."""
+    """The preprocessing stages (ARCHITECTURE.md section 5).
+
+    ``path`` ``eeg`` standardises to the 10-20 electrodes (at least ``min_electrodes`` of them) and
+    averages them into the regions of ``regions`` (``default`` or a YAML file); ``ieeg`` keeps every
+    channel. ``notch`` None detects 50 or 60 Hz from the spectrum, 0 disables it. An annotated event
+    labels an epoch when it overlaps it by ``label_min_overlap_s`` (or entirely, when shorter).
+    ``taxonomy`` is ``default`` or a YAML file in the format of ``efm/data/data/taxonomy.yaml``.
+    """
 
     path: str = "eeg"  # "eeg": 10-20 channels averaged to regions; "ieeg": every channel kept
     sfreq: float = 250.0
@@ -38,3 +50,6 @@ class PipelineConfig:
     sleep_staging: str = "auto"  # auto | yasa | gssc | none
     shard_max_epochs: int = 1000
     channels: list[str] = field(default_factory=list)  # empty: the 19 electrodes of the 10-20 set
+    min_electrodes: int = 10
+    label_min_overlap_s: float = 10.0
+    taxonomy: str = "default"

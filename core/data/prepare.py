@@ -1,0 +1,334 @@
+"""``efm prepare``: recordings on disk to WebDataset shards, over a process pool, resumable.
+
+    efm prepare recipe=epi250k data.root=/data/edf out=/data/shards workers=8
+    efm prepare recipe=epi250k data.root=/data/edf out=/data/shards --shard-index 3 --num-shards 16
+
+``out=`` and ``workers=`` are short for ``data.out=`` and ``data.workers=``; any other recipe
+override works too. Without ``data.root`` the embedded demo corpus is generated and prepared. The
+file list (every file under ``data.root`` matching ``data.glob`` whose extension a registered
+reader claims, sorted) is partitioned deterministically: file ``k`` belongs to shard index
+``k % num_shards``, so a SLURM array can run one partition per task into the same ``out``.
+Exit status: 0 when every file was prepared, 1 when some failed (see the failure log), 2 on usage
+or config errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import hashlib
+import json
+import logging
+import multiprocessing
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from efm.data import pipeline, shards
+from efm.errors import EfmError, UsageError
+
+log = logging.getLogger("efm.data.prepare")
+SHORT = {"out": "data.out", "workers": "data.workers", "root": "data.root"}
+COMPANIONS = {".eeg": (".vhdr", ".ahdr")}  # BrainVision data files are read through their header
+
+
+def cache_dir() -> Path:
+    """``$EFM_CACHE`` or ``~/.cache/efm``."""
+    return Path(os.environ.get("EFM_CACHE") or Path.home() / ".cache" / "efm").expanduser()
+
+
+def identity(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The parts of a resolved config that decide the shards' contents."""
+    data = cfg.get("data", {})
+    keep = ["root", "glob", "patient_regex"]
+    if data.get("root") in (None, ""):
+        keep += ["demo_patients", "demo_minutes", "demo_seed"]
+    return {
+        "data": {k: data.get(k) for k in keep},
+        "pipeline": cfg.get("pipeline", {}),
+        "reader": cfg.get("reader") or {"name": "mne"},
+    }
+
+
+def config_hash(cfg: dict[str, Any]) -> str:
+    text = json.dumps(identity(cfg), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+
+
+def out_dir(cfg: dict[str, Any]) -> Path:
+    """``data.out`` or ``${EFM_CACHE}/shards/<recipe>-<hash of data+pipeline+reader>``."""
+    out = cfg.get("data", {}).get("out")
+    if out:
+        return Path(out).expanduser()
+    return cache_dir() / "shards" / f"{cfg.get('recipe', 'recipe')}-{config_hash(cfg)}"
+
+
+def claimed_extensions() -> dict[str, str]:
+    """Extension -> the first registered reader (by name) that claims it."""
+    from efm import registry
+
+    reg = registry.get_registry()
+    table: dict[str, str] = {}
+    for name in reg.names("readers"):
+        for ext in reg.tables["readers"][name].meta.get("extensions", ()):
+            table.setdefault(str(ext).lower(), name)
+    return table
+
+
+def _ext(path: Path, exts: dict[str, str]) -> str | None:
+    name = path.name.lower()
+    return next((e for e in sorted(exts, key=len, reverse=True) if name.endswith(e)), None)
+
+
+def _reader_for(path: Path, preferred: str, exts: dict[str, str]) -> str:
+    """The recipe's reader when it claims the file's extension, else the one that does."""
+    from efm import registry
+
+    ext = _ext(path, exts) or ""
+    if ext in registry.get("readers", preferred).meta.get("extensions", ()):
+        return preferred
+    return exts[ext]
+
+
+def discover(root: Path, pattern: str, exts: dict[str, str]) -> list[tuple[Path, str]]:
+    """``(path, relative POSIX path)`` of every recording under ``root``, sorted."""
+    if root.is_file():
+        return [(root, root.name)]
+    if not root.is_dir():
+        raise UsageError(f"data.root={str(root)!r} is not a directory or a file")
+    found = []
+    for p in root.glob(pattern):
+        if not p.is_file() or p.name.startswith("."):
+            continue
+        ext = _ext(p, exts)
+        if ext is None:
+            continue
+        if any(
+            p.with_suffix(c).exists() or p.with_suffix(c.upper()).exists()
+            for c in COMPANIONS.get(ext, ())
+        ):
+            continue
+        found.append((p, p.relative_to(root).as_posix()))
+    return sorted(found, key=lambda t: t[1])
+
+
+def _check_config(out: Path, cfg: dict[str, Any]) -> None:
+    ident = json.loads(json.dumps(identity(cfg), sort_keys=True, default=str))
+    path = out / "config.json"
+    if path.is_file():
+        old = json.loads(path.read_text(encoding="utf-8"))
+        if old != ident:
+            diff = sorted(
+                f"{n}.{k}"
+                for n in ident
+                for k in set(ident[n]) | set(old.get(n, {}))
+                if ident[n].get(k) != old.get(n, {}).get(k)
+            )
+            raise EfmError(
+                f"{out} was prepared with another configuration (differs in "
+                f"{', '.join(diff) or 'layout'}); give another out= or remove it"
+            )
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(ident, indent=1, sort_keys=True), encoding="utf-8")
+
+
+_DONE: frozenset[str] = frozenset()
+
+
+def _init_worker(done: frozenset[str]) -> None:
+    global _DONE
+    _DONE = done
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    try:
+        import mne
+
+        mne.set_log_level("ERROR")
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def _work(task: dict[str, Any]) -> dict[str, Any]:
+    return pipeline.process_file({**task, "done": _DONE})
+
+
+def prepare(
+    cfg: dict[str, Any], shard_index: int = 0, num_shards: int = 1, progress: bool = True
+) -> dict[str, Any]:
+    """Prepare one partition of the recordings of ``cfg`` into ``out_dir(cfg)``; return a summary."""
+    if not 0 <= shard_index < num_shards:
+        raise UsageError(f"--shard-index {shard_index} must be in [0, {num_shards})")
+    data = cfg.get("data", {})
+    out = out_dir(cfg)
+    if data.get("root") in (None, ""):
+        from efm.data import demo
+
+        root = demo.ensure_corpus(
+            int(data["demo_patients"]), float(data["demo_minutes"]), int(data["demo_seed"])
+        )
+        log.info(
+            "using the embedded demo corpus (%d patients x %g min) at %s",
+            data["demo_patients"],
+            data["demo_minutes"],
+            root,
+        )
+    else:
+        root = Path(data["root"]).expanduser()
+    exts = claimed_extensions()
+    files = discover(root, data.get("glob") or "**/*", exts)
+    if not files:
+        raise EfmError(
+            f"no recordings under {root} matching {data.get('glob')!r} with a "
+            f"registered extension ({', '.join(sorted(exts)) or 'no readers'})"
+        )
+    _check_config(out, cfg)
+    mine = [(k, p, rel) for k, (p, rel) in enumerate(files) if k % num_shards == shard_index]
+    resume_path, fail_path = shards.log_paths(out, shard_index, num_shards)
+    resume, failures = shards.Log(resume_path), shards.Log(fail_path, fresh=True)
+    shards.remove_stale(out, {k for k, _, _ in mine})
+    done = frozenset(shards.completed(out))
+    reader = cfg.get("reader") or {"name": "mne"}
+    reader_cfg = {k: v for k, v in reader.items() if k != "name"}
+    tasks = []
+    for k, p, rel in mine:
+        name = _reader_for(p, reader["name"], exts)
+        tasks.append(
+            {
+                "path": str(p),
+                "rel": rel,
+                "file_index": k,
+                "out": str(out),
+                "reader": name,
+                "reader_cfg": reader_cfg if name == reader["name"] else {},
+                "pipeline": cfg["pipeline"],
+                "patient_regex": data["patient_regex"],
+            }
+        )
+    summary = _run(tasks, done, int(data.get("workers") or 1), resume, failures, progress)
+    info = {
+        "recipe": cfg.get("recipe"),
+        "config_hash": config_hash(cfg),
+        "path": cfg["pipeline"]["path"],
+        "sfreq": cfg["pipeline"]["sfreq"],
+        "epoch_s": cfg["pipeline"]["epoch_s"],
+        "root": str(root),
+    }
+    manifest = shards.write_manifest(out, info, len(files))
+    summary.update(
+        out=str(out),
+        root=str(root),
+        n_files=len(mine),
+        manifest_complete=manifest["complete"],
+        failure_log=str(fail_path),
+    )
+    return summary
+
+
+def _run(
+    tasks: list[dict[str, Any]],
+    done: frozenset[str],
+    workers: int,
+    resume: shards.Log,
+    failures: shards.Log,
+    progress: bool,
+) -> dict[str, Any]:
+    from tqdm import tqdm
+
+    stats: dict[str, Any] = {
+        "ok": 0,
+        "done": 0,
+        "failed": 0,
+        "by_reason": {},
+        "hours": 0.0,
+        "epochs": 0,
+        "shards": 0,
+    }
+    bar = tqdm(
+        total=len(tasks),
+        unit="file",
+        disable=not progress,
+        file=sys.stderr,
+        dynamic_ncols=True,
+        desc="prepare",
+    )
+    t0 = time.perf_counter()
+
+    def collect(res: dict[str, Any]) -> None:
+        if res["status"] == "ok":
+            resume.append({k: v for k, v in res.items() if k != "status"})
+            stats["ok"] += 1
+            stats["hours"] += res["hours"]
+            stats["epochs"] += res["n_epochs"]
+            stats["shards"] += len(res["shards"])
+        elif res["status"] == "done":
+            stats["done"] += 1
+        else:
+            failures.append({k: res[k] for k in ("source", "file_index", "kind", "reason")})
+            stats["failed"] += 1
+            stats["by_reason"][res["kind"]] = stats["by_reason"].get(res["kind"], 0) + 1
+            log.warning("failed: %s", res["reason"])
+        bar.update(1)
+        bar.set_postfix(hours=f"{stats['hours']:.1f}", failed=stats["failed"], refresh=False)
+
+    try:
+        if workers <= 1:
+            _init_worker(done)
+            for task in tasks:
+                collect(_work(task))
+        else:
+            ctx = multiprocessing.get_context("spawn")
+            with cf.ProcessPoolExecutor(
+                workers, mp_context=ctx, initializer=_init_worker, initargs=(done,)
+            ) as pool:
+                futures = [pool.submit(_work, t) for t in tasks]
+                for fut in cf.as_completed(futures):
+                    collect(fut.result())
+    finally:
+        bar.close()
+    stats["seconds"] = round(time.perf_counter() - t0, 2)
+    return stats
+
+
+def format_summary(s: dict[str, Any]) -> str:
+    """The closing summary: files ok, failed by reason, hours, epochs, shards."""
+    reasons = ", ".join(f"{k} {v}" for k, v in sorted(s["by_reason"].items()))
+    lines = [
+        f"prepared {s['n_files']} files in {s['seconds']:.1f} s: {s['ok']} ok, "
+        f"{s['done']} already done, {s['failed']} failed" + (f" ({reasons})" if reasons else ""),
+        f"{s['hours']:.2f} h of recordings -> {s['epochs']} epochs in {s['shards']} shards "
+        f"under {s['out']}",
+    ]
+    if s["failed"]:
+        lines.append(f"failure reasons: {s['failure_log']}")
+    return "\n".join(lines) + "\n"
+
+
+def compose_data(overrides: list[str]) -> dict[str, Any]:
+    """The resolved config for preparing data: the model nodes are left out (not needed here)."""
+    from efm.config import compose, parse_overrides, recipe_mapping
+
+    model = ("representation", "backbone", "objective")
+    recipe, _ = parse_overrides(overrides)
+    base = recipe_mapping(recipe)[1] if recipe else {}
+    keep = [o for o in overrides if o.lstrip("~").split("=")[0].split(".")[0] not in model]
+    return compose(keep + [f"~{n}" for n in model if n in base])
+
+
+def cli(argv: list[str]) -> int:
+    """``efm prepare`` entry point (raw argv after the subcommand)."""
+    p = argparse.ArgumentParser(prog="efm prepare", description=__doc__.split("\n\n")[0])
+    p.add_argument("--shard-index", type=int, default=0, help="this partition (0-based)")
+    p.add_argument("--num-shards", type=int, default=1, help="number of partitions")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("overrides", nargs="*", metavar="recipe=NAME data.root=DIR out=DIR workers=N")
+    args = p.parse_args(argv)
+    overrides = []
+    for o in args.overrides:
+        key, sep, value = o.partition("=")
+        overrides.append(f"{SHORT[key]}={value}" if sep and key in SHORT else o)
+    cfg = compose_data(overrides)
+    summary = prepare(cfg, args.shard_index, args.num_shards, progress=not args.no_progress)
+    sys.stdout.write(format_summary(summary))
+    return 1 if summary["failed"] else 0

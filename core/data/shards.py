@@ -1,0 +1,163 @@
+"""Stage 10: WebDataset shards, the manifest, the resume log and the failure log.
+
+Layout of a prepared directory ``OUT``::
+
+    OUT/config.json                      the data/pipeline/reader config it was prepared with
+    OUT/shards/shard-FFFFFF-PPP.tar      epochs of the file with index F (sorted file list), part P
+    OUT/logs/resume-I-of-N.jsonl         one line per completed file (key: its sha256)
+    OUT/logs/failures-I-of-N.jsonl       one line per failed file of the latest run, with its reason
+    OUT/manifest.json                    every shard, with counts; written when a run ends
+
+Each source file gets its own shard group, written under a temporary name and renamed when complete;
+its sha256 goes to the resume log only after all its shards are renamed. The contents are a pure
+function of the file and the config (fixed tar metadata), so a run that is killed and restarted
+writes exactly the shards of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+TMP = ".tmp"
+MAX_UV = 65000.0  # float16 range
+
+
+def shard_name(file_index: int, part: int) -> str:
+    return f"shard-{file_index:06d}-{part:03d}.tar"
+
+
+def _npy(x: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, x, allow_pickle=False)
+    return buf.getvalue()
+
+
+def write_group(
+    out: Path, file_index: int, samples: list[dict[str, Any]], max_per_shard: int
+) -> list[dict[str, Any]]:
+    """Write one file's samples into its shard group; return ``[{"path", "n_epochs"}]``.
+
+    Each sample is ``{"__key__", "signal" (float16 µV [C, T]), "meta" (dict)}``. Shards are written
+    as ``<name>.tmp-<pid>`` and renamed once closed and flushed.
+    """
+    import webdataset as wds
+
+    folder = out / "shards"
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for part, lo in enumerate(range(0, len(samples), max_per_shard)):
+        chunk = samples[lo : lo + max_per_shard]
+        final = folder / shard_name(file_index, part)
+        tmp = final.with_name(f"{final.name}{TMP}-{os.getpid()}")  # a killed run's orphan differs
+        with open(tmp, "wb") as fh:
+            writer = wds.TarWriter(fh, encoder=False, mtime=0.0, user="efm", group="efm")
+            for s in chunk:
+                meta = json.dumps(s["meta"], sort_keys=True, allow_nan=False).encode("utf-8")
+                writer.write(
+                    {"__key__": s["__key__"], "signal.npy": _npy(s["signal"]), "meta.json": meta}
+                )
+            writer.close()
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, final)
+        written.append({"path": f"shards/{final.name}", "n_epochs": len(chunk)})
+    return written
+
+
+def remove_stale(out: Path, file_indices: set[int]) -> int:
+    """Delete temporary shards left by a killed run (only those of ``file_indices``)."""
+    n = 0
+    for p in (out / "shards").glob(f"shard-*{TMP}*"):
+        try:
+            idx = int(p.name.split("-")[1])
+        except (IndexError, ValueError):
+            continue
+        if idx in file_indices:
+            p.unlink(missing_ok=True)
+            n += 1
+    return n
+
+
+class Log:
+    """An append-only JSON-lines log, flushed and fsynced per line."""
+
+    def __init__(self, path: Path, fresh: bool = False) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if fresh:
+            path.write_text("", encoding="utf-8")
+
+    def append(self, entry: dict[str, Any]) -> None:
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(entry, sort_keys=True) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    @staticmethod
+    def read(path: Path) -> list[dict[str, Any]]:
+        """Entries of a log; a torn last line (killed mid-write) is ignored."""
+        if not path.is_file():
+            return []
+        out = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+        return out
+
+
+def log_paths(out: Path, shard_index: int, num_shards: int) -> tuple[Path, Path]:
+    tag = f"{shard_index:03d}-of-{num_shards:03d}"
+    return out / "logs" / f"resume-{tag}.jsonl", out / "logs" / f"failures-{tag}.jsonl"
+
+
+def completed(out: Path) -> dict[str, dict[str, Any]]:
+    """sha256 -> resume entry, over the resume logs of every partition."""
+    done: dict[str, dict[str, Any]] = {}
+    for path in sorted((out / "logs").glob("resume-*.jsonl")):
+        for e in Log.read(path):
+            done[e["sha256"]] = e
+    return done
+
+
+def write_manifest(out: Path, info: dict[str, Any], n_files: int) -> dict[str, Any]:
+    """(Re)write ``manifest.json`` from every resume log; ``complete`` once all files are done."""
+    entries = sorted(completed(out).values(), key=lambda e: e["file_index"])
+    failures = [f for p in sorted((out / "logs").glob("failures-*.jsonl")) for f in Log.read(p)]
+    shards = [
+        {**s, "recording_id": e["recording_id"], "patient_id": e["patient_id"]}
+        for e in entries
+        for s in e["shards"]
+    ]
+    labels: dict[str, dict[str, int]] = {}
+    for e in entries:
+        for task, counts in e.get("label_counts", {}).items():
+            for k, v in counts.items():
+                labels.setdefault(task, {})[k] = labels.setdefault(task, {}).get(k, 0) + v
+    n_chans = max((e["n_chans"] for e in entries), default=0)
+    manifest = {
+        **info,
+        "shards": shards,
+        "n_epochs": sum(s["n_epochs"] for s in shards),
+        "n_chans": n_chans,
+        "n_recordings": len(entries),
+        "n_patients": len({e["patient_id"] for e in entries}),
+        "hours": round(sum(e["hours"] for e in entries), 4),
+        "label_counts": labels,
+        "n_files": n_files,
+        "n_failed": len({f["source"] for f in failures}),
+        "complete": len(entries) + len({f["source"] for f in failures}) >= n_files,
+    }
+    if entries:
+        manifest["ch_names"] = entries[0]["ch_names"]
+    tmp = out / ("manifest.json" + TMP)
+    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True), encoding="utf-8")
+    os.replace(tmp, out / "manifest.json")
+    return manifest
