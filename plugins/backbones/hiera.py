@@ -224,7 +224,7 @@ def _unroll_order(size: Sequence[int], schedule: Sequence[Sequence[int]]) -> tor
     inside each stride of ``schedule`` in turn, then the coarse position left after all strides.
     """
     coords = _raster_coords(size)
-    key = torch.zeros(len(coords), dtype=torch.long)
+    key = torch.zeros(len(coords), dtype=torch.long, device="cpu")
     div = [1] * len(size)
     for strides in schedule:
         for j, s in enumerate(strides):
@@ -237,12 +237,12 @@ def _unroll_order(size: Sequence[int], schedule: Sequence[Sequence[int]]) -> tor
 
 def _raster_coords(size: Sequence[int]) -> torch.Tensor:
     """Integer coordinates ``[prod(size), len(size)]`` of a grid in raster order."""
-    grids = torch.meshgrid(*[torch.arange(n) for n in size], indexing="ij")
+    grids = torch.meshgrid(*[torch.arange(n, device="cpu") for n in size], indexing="ij")
     return torch.stack(grids, dim=-1).reshape(-1, len(size))
 
 
 def _raster_index(coords: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-    idx = torch.zeros(len(coords), dtype=torch.long)
+    idx = torch.zeros(len(coords), dtype=torch.long, device="cpu")
     for j, n in enumerate(size):
         idx = idx * n + coords[:, j]
     return idx
@@ -346,7 +346,8 @@ class Hiera(nn.Module):
         # pooling block of a new stage still uses its predecessor's attention kind (as upstream)
         flat_q, flat_mu = math.prod(self.q_stride), math.prod(self.mask_unit_size)
         q_pool_blocks = [e + 1 for e in self.stage_ends[:q_pool]]
-        dpr = torch.linspace(0, drop_path_rate, sum(stages)).tolist()
+        depth = sum(stages)
+        dpr = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]
         self.blocks = nn.ModuleList()
         self.stage_dims: list[int] = []
         dim, heads, stage = embed_dim, num_heads, 0
@@ -392,12 +393,12 @@ class Hiera(nn.Module):
             f = [q ** min(s, self.q_pool) for q in self.q_stride]
             unit = tuple(m // fi for m, fi in zip(self.mask_unit_size, f))
             n_s = n_units * math.prod(unit)
-            pooled = coords[:n_s] // torch.tensor(f)  # first slice of every pooled window
-            assert torch.equal(
-                _raster_index(pooled // torch.tensor(unit), self.mask_spatial_shape),
-                torch.arange(n_s) % n_units,
-            ), "unit index must be the last digit"
-            within = _raster_index(pooled[::n_units] % torch.tensor(unit), unit)
+            f_t, unit_t = torch.tensor(f, device="cpu"), torch.tensor(unit, device="cpu")
+            pooled = coords[:n_s] // f_t  # first slice of every pooled window
+            unit_idx = _raster_index(pooled // unit_t, self.mask_spatial_shape)
+            if not torch.equal(unit_idx, torch.arange(n_s, device="cpu") % n_units):
+                raise RuntimeError("hiera: the mask-unit index must be the last unrolled digit")
+            within = _raster_index(pooled[::n_units] % unit_t, unit)
             self.register_buffer(f"reroll_{s}", torch.argsort(within), persistent=False)
             self.stage_units.append(unit)
             self.stage_grids.append(tuple(g * u for g, u in zip(self.mask_spatial_shape, unit)))
@@ -452,7 +453,13 @@ class Hiera(nn.Module):
         sd = {k: v for k, v in sd.items() if not k.startswith(_MAE_ONLY)}
         if self.num_classes == 0:
             sd = {k: v for k, v in sd.items() if not k.startswith("head.")}
-        result = self.load_state_dict(sd, strict=False)
+        try:
+            result = self.load_state_dict(sd, strict=False)
+        except RuntimeError as exc:  # shape mismatches
+            msg = str(exc).replace("\n", " ")
+            raise ConfigError(
+                [f"hiera: reference checkpoint does not fit this model: {msg}"]
+            ) from exc
         missing = [k for k in result.missing_keys if not (is_mae and k.startswith("norm."))]
         if strict and (missing or result.unexpected_keys):
             raise ConfigError(
