@@ -62,7 +62,7 @@ class EChannel:
 
 @dataclass
 class EEvent:
-    time: datetime  # local wall-clock time
+    time: datetime | None  # local wall-clock time
     kind: str = "Annotation"  # key of EVENT_TYPES
     text: str = ""
     duration: float = 0.0
@@ -124,19 +124,26 @@ def default_spec(
     def at(seg: int, sec: float) -> datetime:
         return local(utc[seg] + timedelta(seconds=sec), tz)
 
-    events = [
-        EEvent(at(0, 0.5), "Annotation", "Augen geschlossen"),
-        EEvent(at(0, 1.25), "Anfall", duration=2.0, user="Dr. Weiß"),
-        EEvent(
-            at(0, 2.375),
-            "Annotation",
-            "Patient reagiert nicht – Ärztin informiert → Notfallmedikation",
+    planned = [  # (segment, seconds into it, event); events of missing segments are left out
+        (0, 0.5, EEvent(None, "Annotation", "Augen geschlossen")),
+        (0, 1.25, EEvent(None, "Anfall", duration=2.0, user="Dr. Weiß")),
+        (
+            0,
+            2.375,
+            EEvent(
+                None, "Annotation", "Patient reagiert nicht – Ärztin informiert → Notfallmedikation"
+            ),
         ),
-        EEvent(at(1, 1.0), "Eyes closed"),
-        EEvent(at(1, 1.5), "Annotation", "Zähneputzen, Bewegungsartefakt", duration=1.0),
-        EEvent(at(2, 0.25), "Custom", label="Kom.-Aufwachen"),
-        EEvent(at(2, 2.0), "Seizure", duration=0.5),
+        (1, 1.0, EEvent(None, "Eyes closed")),
+        (1, 1.5, EEvent(None, "Annotation", "Zähneputzen, Bewegungsartefakt", duration=1.0)),
+        (2, 0.25, EEvent(None, "Custom", label="Kom.-Aufwachen")),
+        (2, 2.0, EEvent(None, "Seizure", duration=0.5)),
     ]
+    events = []
+    for seg, sec, ev in planned:
+        if seg < len(durations):
+            ev.time = at(seg, sec)
+            events.append(ev)
     segs = [(local(u, tz), d) for u, d in zip(utc, durations)]
     return ESpec(chans, segs, raw, events, section_s)
 
@@ -223,8 +230,12 @@ def _events(spec: ESpec) -> bytes:
     return out + bytes(24)  # a zero packet header ends the list
 
 
-def write_e(path: str | Path, spec: ESpec, truncate: int = 0) -> Path:
-    """Write ``spec`` as a ``.e`` file (``truncate`` drops that many bytes from the end)."""
+def write_e(path: str | Path, spec: ESpec, truncate: int = 0, junk: int = 40) -> Path:
+    """Write ``spec`` as a ``.e`` file.
+
+    ``truncate`` drops that many bytes from the end; ``junk`` is the size of the non-data section
+    written between every third block of data sections (odd: int16 sections at odd offsets).
+    """
     path = Path(path)
     n_ch = len(spec.channels)
     tag_names = [
@@ -262,13 +273,16 @@ def write_e(path: str | Path, spec: ESpec, truncate: int = 0) -> Path:
         n_blocks = int(np.ceil(spec.segments[s][1] / spec.section_s))
         for b in range(n_blocks):
             for c, ch in enumerate(spec.channels):
-                step = int(round(spec.section_s * ch.sfreq))
-                n = min(step, spec.n_samples(c, s) - b * step)
+                edge = [
+                    min(spec.n_samples(c, s), round(k * spec.section_s * ch.sfreq))
+                    for k in (b, b + 1)
+                ]
+                n = spec.n_samples(c, s) - edge[0] if b == n_blocks - 1 else edge[1] - edge[0]
                 if n > 0:
                     sections.append((tag[str(c)], spec.raw[c][pos[c] : pos[c] + n].tobytes()))
                     pos[c] += n
             if b % 3 == 2:  # something else between data blocks, as real files have
-                sections.append((tag["InfoGuids"], bytes(40)))
+                sections.append((tag["InfoGuids"], bytes(junk)))
     assert pos == [len(r) for r in spec.raw], "raw lengths must match the segment durations"
 
     first = 196608
