@@ -52,6 +52,7 @@ def coord_check(
 
     pattern = re.compile(layers)
     l1: dict[str, list[list[float]]] = {}
+    acts: dict[str, float] = {}  # filled by the forward hooks
     for wi, width in enumerate(widths):
         torch.manual_seed(seed)
         cfg = {"d_model": width, "mup": mup, "dropout": 0.0} | (options or {})
@@ -70,7 +71,6 @@ def coord_check(
             {"params": [p], "lr": lr * mults.get(n, 1.0)} for n, p in model.named_parameters()
         ]
         opt = torch.optim.Adam([*groups, {"params": list(head.parameters()), "lr": lr}])
-        acts: dict[str, float] = {}
 
         def hook(name: str):
             def fn(_mod: Any, _inp: Any, out: Any) -> None:

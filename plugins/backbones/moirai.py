@@ -293,6 +293,11 @@ class Moirai(nn.Module):
         self.encoder = Encoder(d, cfg.n_layers, cfg, cfg.dropout)
 
     # -- interface ----------------------------------------------------------------------------
+    @property
+    def input_scale(self) -> float:
+        """Factor from the representation's µV to the model's units (targets use it too)."""
+        return self.cfg.input_scale
+
     def backend(self, device: torch.device) -> str:
         a = self.cfg.attention
         return ("flex" if device.type == "cuda" else "sdpa") if a == "auto" else a
@@ -393,7 +398,7 @@ class Moirai(nn.Module):
         n_rows = max(row_of) + 1
         base = torch.tensor([ro * cap + s for ro, s in zip(row_of, start_of)], device=seq.device)
         dest = (base[:, None] + valid.long().cumsum(1) - 1)[valid]  # [n_valid]
-        sample = torch.arange(1, b + 1, device=seq.device)[:, None].expand(b, length)[valid]
+        sample = torch.arange(1, b + 1, device=seq.device)[:, None].expand(b, length)
         packed = seq.new_zeros(n_rows * cap, d).index_copy(0, dest, seq[valid])
         pids = {
             k: torch.zeros(n_rows * cap, dtype=torch.long, device=seq.device)
