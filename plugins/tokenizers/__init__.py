@@ -20,9 +20,51 @@ def _patch(**cfg: Any) -> Any:
     return PatchTokenizer(**cfg)
 
 
+def _spectrogram(**cfg: Any) -> Any:
+    from efm_plugins.tokenizers.spectrogram import Spectrogram
+
+    return Spectrogram(**cfg)
+
+
+def _morlet(**cfg: Any) -> Any:
+    from efm_plugins.tokenizers.morlet import Morlet
+
+    return Morlet(**cfg)
+
+
+def _wpli(**cfg: Any) -> Any:
+    from efm_plugins.tokenizers.wpli import WPLI
+
+    return WPLI(**cfg)
+
+
+def _temporal_matrix(**cfg: Any) -> Any:
+    from efm_plugins.tokenizers.temporal import TemporalMatrix
+
+    return TemporalMatrix(**cfg)
+
+
+def _bandpass(**cfg: Any) -> Any:
+    from efm_plugins.tokenizers.temporal import Bandpass
+
+    return Bandpass(**cfg)
+
+
+def _stack(**cfg: Any) -> Any:
+    from efm_plugins.tokenizers.stack import Stack
+
+    return Stack(**cfg)
+
+
 @efm.hookimpl
 def efm_register_tokenizers(register):
     """Register the built-in tokenizers."""
     from efm_plugins.tokenizers import config as c
 
     register("patch", _patch, schema=c.PatchConfig, family="token")
+    register("spectrogram", _spectrogram, schema=c.SpectrogramConfig, family="image")
+    register("morlet", _morlet, schema=c.MorletConfig, family="image")
+    register("wpli", _wpli, schema=c.WPLIConfig, family="image")
+    register("temporal_matrix", _temporal_matrix, schema=c.TemporalMatrixConfig, family="image")
+    register("bandpass", _bandpass, schema=c.BandpassConfig, family="signal")
+    register("stack", _stack, schema=c.StackConfig, family="image")

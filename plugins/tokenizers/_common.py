@@ -53,44 +53,37 @@ def resize(img: torch.Tensor, size: int, mode: str = "bilinear") -> torch.Tensor
 
 
 def db(power: torch.Tensor, floor: float = 1e-10) -> torch.Tensor:
-    """``10 log10(max(power, floor))``."""
-    return 10.0 * torch.log10(power.clamp_min(floor))
+    """``10 log10(power + floor)`` (flash-eeg's dB)."""
+    return 10.0 * torch.log10(power + floor)
 
 
-def log_linear_freqs(fmin: float, fmax: float, breakpoint: float, n_out: int) -> torch.Tensor:
-    """The output frequency axis: ``n_out // 2`` log-spaced in [fmin, breakpoint), the rest linear.
-
-    The first half ends just below the breakpoint and the second half starts at it, so no frequency
-    appears twice (flash-eeg's layout: log 1 -> 30 Hz, then linear 30 -> 100 Hz).
+def flash_target_freqs(fmin: float, fmax: float, breakpoint: float, n_out: int) -> torch.Tensor:
+    """flash-eeg's output frequency axis: positions ``linspace(0, 2, n_out)``; below 1 log-spaced
+    from ``fmin`` towards ``breakpoint``, from 1 on linear from ``breakpoint`` to ``fmax`` (float32).
     """
-    n_log = n_out // 2
-    n_lin = n_out - n_log
-    log_part = torch.logspace(
-        torch.log10(torch.tensor(fmin, dtype=torch.float64)),
-        torch.log10(torch.tensor(breakpoint, dtype=torch.float64)),
-        n_log + 1,
-        dtype=torch.float64,
-    )[:-1]
-    lin_part = torch.linspace(breakpoint, fmax, n_lin, dtype=torch.float64)
-    return torch.cat([log_part, lin_part])
+    pos = torch.linspace(0, 2, n_out, dtype=torch.float32)
+    log_ratio = torch.log10(torch.tensor(breakpoint / fmin, dtype=torch.float32))
+    low = fmin * torch.pow(10.0, pos * log_ratio)
+    high = breakpoint + (pos - 1.0) * (fmax - breakpoint)
+    return torch.where(pos < 1.0, low, high)
 
 
-def interp_matrix(src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
-    """``[len(dst), len(src)]`` weights of linear interpolation from grid ``src`` to points ``dst``.
+def run_chunked(
+    fn, x: torch.Tensor, rows: int, out_shape: tuple[int, ...], out_dtype: torch.dtype
+) -> torch.Tensor:
+    """Apply ``fn`` to slices of ``x`` along dim 0 of at most ``rows`` and fill one output.
 
-    Points outside the grid are clamped to its ends. Applied as one matmul over all rows, so the
-    frequency-axis resampling of every (sample, channel) is a single batched GEMM.
+    Bounds peak memory to one chunk of intermediates; the loop is over a handful of large blocks
+    (a static count under ``torch.compile``), never over samples or channels one by one.
     """
-    src = src.to(torch.float64)
-    dst = dst.to(torch.float64).clamp(src[0], src[-1])
-    hi = torch.searchsorted(src, dst, right=False).clamp(1, len(src) - 1)
-    lo = hi - 1
-    w_hi = (dst - src[lo]) / (src[hi] - src[lo])
-    mat = torch.zeros(len(dst), len(src), dtype=torch.float64)
-    rows = torch.arange(len(dst))
-    mat[rows, lo] += 1.0 - w_hi
-    mat[rows, hi] += w_hi
-    return mat.to(torch.float32)
+    b = x.shape[0]
+    rows = max(1, int(rows))
+    if b <= rows:
+        return fn(x).to(out_dtype)
+    out = x.new_empty((b, *out_shape), dtype=out_dtype)
+    for start in range(0, b, rows):
+        out[start : start + rows] = fn(x[start : start + rows]).to(out_dtype)
+    return out
 
 
 def upcast(x: torch.Tensor) -> tuple[torch.Tensor, torch.dtype]:

@@ -42,6 +42,7 @@ class SpectrogramConfig:
     output_size: int = 224
     output: str = "image"  # "image" (min-max + resize) or "raw" (dB, [B, C, n_freq, n_frames])
     flash_compat: bool = False  # flash-eeg's exact frequency-axis interpolation
+    chunk_elems: int = 1 << 27  # float32 values per internal chunk (bounds memory)
 
 
 @dataclass
@@ -54,6 +55,7 @@ class MorletConfig:
     n_freqs: int = 50
     n_cycles: float | None = None  # None: freq / 2 (flash-eeg), i.e. a 2 Hz spectral width
     decim: int = 4
+    n_times: int = 7500  # expected length (precomputed plan; other lengths work eagerly)
     output_size: int = 224
     output: str = "image"  # "image" or "raw" (dB, [B, C, n_freqs, ceil(T / decim)])
     chunk_elems: int = 1 << 26  # complex values per internal chunk (bounds memory)
@@ -87,6 +89,8 @@ class WPLIConfig:
     output_size: int = 224
     output: str = "image"  # "image" or "raw" (WPLI, [B, n_bands, C, C])
     flash_compat: bool = False
+    n_times: int = 7500  # expected length (precomputed tapers; other lengths work eagerly)
+    chunk_elems: int = 1 << 26  # float32 values per internal chunk (bounds memory)
 
 
 @dataclass
@@ -119,3 +123,4 @@ class StackConfig:
     names: list[str] = field(default_factory=lambda: ["spectrogram", "morlet", "temporal_matrix"])
     sfreq: float = 250.0
     output_size: int = 224
+    n_times: int = 7500

@@ -1,0 +1,123 @@
+"""Temporal-matrix images and the FFT bandpass (flash-eeg ``reshape`` and ``bandpass``).
+
+flash-eeg 0.4.1 (Swiss-Epilepsy-Center/flash-eeg, ``ReshapeSquare``): keep the first
+``floor(sqrt(T))**2`` samples (7500 -> 86**2 = 7396), fold them row-major into a square, min-max
+per (sample, channel), nearest resize to ``output_size``, then permute ``block_size``-row blocks
+with one fixed permutation (``torch.randperm`` seeded 42) shared by every sample. Here the resize
+and the permutation are folded into one row gather and one column gather.
+
+``bandpass``: zero-phase FFT filter with raised-cosine edges, rising over [low - rolloff, low] and
+falling over [high, high + rolloff]; ``rolloff=0`` is a brick wall. fp32 inside, input dtype out.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from efm_plugins.tokenizers._common import check_signal, minmax, upcast
+from efm_plugins.tokenizers.config import RepresentationError
+
+
+def _nearest_index(n_in: int, n_out: int) -> torch.Tensor:
+    """Source index of each output position under ``F.interpolate(mode="nearest")``."""
+    src = torch.arange(n_in, dtype=torch.float32).view(1, 1, n_in)
+    return F.interpolate(src, size=n_out, mode="nearest").view(n_out).long()
+
+
+class TemporalMatrix(nn.Module):
+    """``[B, C, T]`` -> ``[B, C, output_size, output_size]`` folded-signal images in [0, 1].
+
+    Parameters
+    ----------
+    output_size : int
+        Side of the output image; a multiple of ``block_size``.
+    block_size : int
+        Height of the row blocks that are permuted.
+    seed : int
+        Seed of the fixed block permutation (flash-eeg: 42).
+    """
+
+    family: ClassVar[str] = "image"
+
+    def __init__(self, output_size: int = 224, block_size: int = 32, seed: int = 42) -> None:
+        super().__init__()
+        if block_size < 1 or output_size % block_size:
+            raise RepresentationError(
+                f"temporal_matrix: output_size ({output_size}) must be a multiple of block_size "
+                f"({block_size})"
+            )
+        self.size, self.block = output_size, block_size
+        perm = torch.randperm(
+            output_size // block_size, generator=torch.Generator().manual_seed(seed)
+        )
+        self.register_buffer("perm", perm, persistent=False)
+
+    def output_shape(self, n_chans: int, n_times: int) -> tuple[int, ...]:
+        return (n_chans, self.size, self.size)
+
+    def index(self, n_times: int) -> tuple[int, torch.Tensor, torch.Tensor]:
+        """Square side and the row / column source indices of the output image."""
+        side = math.isqrt(n_times)
+        near = _nearest_index(side, self.size).to(self.perm.device)
+        blocks = near.view(-1, self.block)  # [n_blocks, block]
+        rows = blocks[self.perm].reshape(-1)  # output block i shows resized block perm[i]
+        return side, rows, near
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_signal(x, "temporal_matrix", min_times=1)
+        x32, dtype = upcast(x)
+        b, c, _ = x.shape
+        side, rows, cols = self.index(x.shape[-1])
+        square = minmax(x32[..., : side * side].reshape(b, c, side, side))  # [B, C, s, s]
+        img = square.index_select(-2, rows).index_select(-1, cols)  # [B, C, S, S]
+        return img.to(dtype)
+
+
+class Bandpass(nn.Module):
+    """Zero-phase FFT bandpass ``[B, C, T]`` -> ``[B, C, T]`` with raised-cosine edges.
+
+    Parameters
+    ----------
+    sfreq : float
+        Sampling frequency (Hz).
+    low, high : float
+        Pass band (Hz).
+    rolloff : float
+        Width (Hz) of each raised-cosine edge; 0 for a brick wall.
+    """
+
+    family: ClassVar[str] = "signal"
+
+    def __init__(
+        self, sfreq: float = 250.0, low: float = 1.0, high: float = 50.0, rolloff: float = 2.0
+    ) -> None:
+        super().__init__()
+        if not 0 <= low < high or rolloff < 0:
+            raise RepresentationError(
+                f"bandpass: need 0 <= low ({low}) < high ({high}) and rolloff >= 0 ({rolloff})"
+            )
+        self.sfreq, self.low, self.high, self.rolloff = sfreq, low, high, rolloff
+
+    def output_shape(self, n_chans: int, n_times: int) -> tuple[int, ...]:
+        return (n_chans, n_times)
+
+    def response(self, n_times: int, device: torch.device | None = None) -> torch.Tensor:
+        """The gain on the rFFT grid of ``n_times`` samples, ``[n_times // 2 + 1]``."""
+        f = torch.fft.rfftfreq(n_times, d=1.0 / self.sfreq, device=device)
+        if self.rolloff == 0:
+            return ((f >= self.low) & (f <= self.high)).float()
+        rise = ((f - (self.low - self.rolloff)) / self.rolloff).clamp(0.0, 1.0)
+        fall = (((self.high + self.rolloff) - f) / self.rolloff).clamp(0.0, 1.0)
+        return 0.25 * (1 - torch.cos(math.pi * rise)) * (1 - torch.cos(math.pi * fall))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_signal(x, "bandpass", min_times=2)
+        x32, dtype = upcast(x)
+        t = x.shape[-1]
+        spec = torch.fft.rfft(x32, dim=-1) * self.response(t, x.device)
+        return torch.fft.irfft(spec, n=t, dim=-1).to(dtype)
