@@ -281,19 +281,18 @@ class NicoletBufferedRawIO(BaseRawIO):
         hi = int((offs_a + 2 * (ends - starts_a)).max())
         buf = np.empty(hi - lo, np.uint8)
         self.file.read_into(lo, buf)  # the one read of this chunk
-        # sample (t, j) lives in the last section of channel j starting at or before g0 + t
-        span = np.int64(g0 + n_t + 1)
-        key_sec = owner_a * span + starts_a  # increasing: sections sorted per channel
-        t = np.arange(g0, g0 + n_t, dtype=np.int64)
-        key = np.arange(chans.size, dtype=np.int64)[None, :] * span + t[:, None]  # [T, C]
-        k = np.searchsorted(key_sec, key, "right") - 1
-        pos = offs_a[k] + 2 * (t[:, None] - starts_a[k]) - lo  # byte offset of each sample
-        if (pos % 2 == 0).all():
-            out[:] = buf.view("<i2")[pos // 2]
-        else:  # sections at odd offsets: assemble the int16 from its two bytes
-            out[:] = (buf[pos].astype(np.uint16) | (buf[pos + 1].astype(np.uint16) << 8)).view(
+        # pieces (channel, section) are in channel-major, time order and tile [T] per channel
+        piece = ends - first  # samples of each piece
+        start = offs_a + 2 * (first - starts_a) - lo  # byte offset of each piece's first sample
+        flat = np.concatenate([[0], np.cumsum(piece)[:-1]])  # where each piece starts in [C*T]
+        pos = np.repeat(start - 2 * flat, piece) + 2 * np.arange(piece.sum())  # [C*T] bytes
+        if (start % 2 == 0).all():
+            vals = buf.view("<i2")[pos >> 1]
+        else:  # sections at odd offsets: assemble each int16 from its two bytes
+            vals = (buf[pos].astype(np.uint16) | (buf[pos + 1].astype(np.uint16) << 8)).view(
                 np.int16
             )
+        out[:] = vals.reshape(chans.size, n_t).T  # [C, T] -> [T, C]
         return out
 
     # -- events -------------------------------------------------------------------------------
