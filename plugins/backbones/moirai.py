@@ -280,6 +280,7 @@ class Moirai(nn.Module):
         self.width_mult = d / cfg.mup_base_width if cfg.mup else 1.0
         self.patch_embed = CNNPatchEmbed(d, cfg.patch_len)
         self.spectral_proj = nn.Linear(d // 2 + 1, d)
+        self.spectral_proj.efm_optim = "adamw"  # an input layer (architectures.md 4.2), not Muon
         self.spectral_drop = nn.Dropout(cfg.dropout)
         self.modality_embed = nn.Embedding(2, d // 4)
         self.subtype_embed = nn.Embedding(3, d // 4)  # grid, strip, depth (0 = unknown -> zeros)

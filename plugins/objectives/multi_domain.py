@@ -78,8 +78,12 @@ class MultiDomain(nn.Module):
 
     def forward(self, batch: dict[str, Any]) -> ObjectiveOutput:
         x = batch["signal"]
-        meta = batch.get("meta")
-        tokens: Tokens = self.representation(x, meta=meta) if meta else self.representation(x)
+        kw: dict[str, Any] = {}
+        if batch.get("meta"):
+            kw["meta"] = batch["meta"]
+        if batch.get("channel_mask") is not None:
+            kw["channel_mask"] = batch["channel_mask"]
+        tokens: Tokens = self.representation(x, **kw)
         b, c, n, _ = tokens.patches.shape
         valid = tokens.channel_mask.to(x.device, torch.bool)[:, :, None].expand(b, c, n)
         drop = torch.rand(b, c, n, device=x.device) < self.cfg.mask_ratio
