@@ -207,6 +207,8 @@ class MicromedBufferedRawIO(BaseRawIO):
                 "mixed-rate TRC files are not supported"
             )
         self._sfreq = float(rates[0])
+        if self._sfreq <= 0:
+            raise ReaderError(f"{name}: corrupt header: sampling rate {self._sfreq} Hz")
         chans = [
             (names[i], str(i), self._sfreq, self._dtype.str, units[i], gain[i], offset[i], "0", "")
             for i in range(n_chan)
@@ -355,7 +357,7 @@ class MicromedReader:
         except ReaderError:
             raw.file.close()
             raise
-        except (ValueError, struct.error, IndexError) as err:
+        except (ValueError, struct.error, IndexError, ArithmeticError) as err:
             raw.file.close()
             raise ReaderError(f"{Path(path).name}: corrupt TRC header ({err})") from err
         return raw

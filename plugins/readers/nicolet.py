@@ -20,6 +20,7 @@ chunk is one ``seek`` + one ``readinto`` of the byte span of the needed sections
 from __future__ import annotations
 
 import logging
+import struct
 import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -346,7 +347,7 @@ class NicoletReader:
         except ReaderError:
             raw.file.close()
             raise
-        except (ValueError, IndexError, KeyError, OverflowError) as err:
+        except (ValueError, IndexError, KeyError, ArithmeticError, struct.error) as err:
             raw.file.close()
             raise ReaderError(f"{Path(path).name}: corrupt .e file ({err})") from err
         return raw
