@@ -8,6 +8,7 @@ as EDF+ allows.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -36,8 +37,8 @@ def write_edf(
     data_uv: np.ndarray,
     sfreq: float,
     ch_names: list[str],
-    annotations: list[tuple[float, float, str]] = (),
-    patient: str = "X X X X",  # type: ignore[assignment]
+    annotations: Sequence[tuple[float, float, str]] = (),
+    patient: str = "X X X X",
     start: dt.datetime | None = None,
     phys_range: float = 3276.7,
 ) -> Path:

@@ -183,9 +183,14 @@ def ieeg_channels(rec: Recording) -> Recording:
     )
 
 
-@lru_cache(maxsize=8)
 def load_regions(source: str = "default") -> dict[str, tuple[str, ...]]:
     """Region name -> electrodes, from the shipped grouping or a YAML file."""
+    stamp = Path(source).stat().st_mtime_ns if source != "default" and Path(source).is_file() else 0
+    return _load_regions(source, stamp)
+
+
+@lru_cache(maxsize=8)
+def _load_regions(source: str, stamp: int) -> dict[str, tuple[str, ...]]:
     if source == "default":
         text = resources.files("efm.data").joinpath("data/regions.yaml").read_text("utf-8")
     else:

@@ -43,10 +43,14 @@ def identity(cfg: dict[str, Any]) -> dict[str, Any]:
     """The parts of a resolved config that decide the shards' contents."""
     data = cfg.get("data", {})
     keep = ["root", "glob", "patient_regex"]
+    ident = {k: data.get(k) for k in keep}
     if data.get("root") in (None, ""):
-        keep += ["demo_patients", "demo_minutes", "demo_seed"]
+        from efm.data.demo import VERSION
+
+        ident.update({k: data.get(k) for k in ("demo_patients", "demo_minutes", "demo_seed")})
+        ident["demo_version"] = VERSION
     return {
-        "data": {k: data.get(k) for k in keep},
+        "data": ident,
         "pipeline": cfg.get("pipeline", {}),
         "reader": cfg.get("reader") or {"name": "mne"},
     }

@@ -10,8 +10,9 @@ Every measure is a fraction in [0, 1], computed for all epochs and channels at o
 ``amplitude``
     channels whose conditioned peak-to-peak exceeds ``AMP_UV``;
 ``line_noise``
-    the share of the unfiltered power (1 Hz to the lowpass edge) within 1 Hz of the line frequency
-    and its harmonics, averaged over channels.
+    the share of the unfiltered power (1 Hz to the lowpass edge) that lies within 1 Hz of the line
+    frequency and its harmonics in excess of the neighbouring bins (2-5 Hz away), averaged over
+    channels.
 
 ``score = (1 - flat) * (1 - clipping) * (1 - amplitude) * (1 - line_noise)``; an epoch with every
 channel flat is invalid.
@@ -64,9 +65,13 @@ def epoch_quality(
     freqs = np.fft.rfftfreq(n_t, 1 / sfreq)
     top = min(h_freq or sfreq / 2, sfreq / 2)
     band = (freqs >= 1.0) & (freqs <= top)
-    near = np.zeros_like(band)
-    for f0 in list(line_freqs) or list(np.arange(50.0, top + 1e-6, 50.0)):
-        near |= np.abs(freqs - f0) <= 1.0
+    lines = [
+        f0
+        for f0 in (list(line_freqs) or list(np.arange(50.0, top + 1e-6, 50.0)))
+        if f0 + 1.0 <= sfreq / 2
+    ]
+    near = [np.abs(freqs - f0) <= 1.0 for f0 in lines]
+    ring = [(np.abs(freqs - f0) >= 2.0) & (np.abs(freqs - f0) <= 5.0) for f0 in lines]
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("flat", "amplitude", "clipping", "line")}
     f_all = epochs_view(filtered, n_ep, n_t)
     u_all = epochs_view(unfiltered, n_ep, n_t)
@@ -79,7 +84,11 @@ def epoch_quality(
         parts["clipping"].append((at_rail.mean(axis=-1) > CLIP_FRAC).mean(axis=-1))
         spec = np.abs(scipy.fft.rfft(u - u.mean(axis=-1, keepdims=True), axis=-1)) ** 2
         total = spec[..., band].sum(axis=-1) + 1e-30  # [E, C]
-        parts["line"].append((spec[..., band & near].sum(axis=-1) / total).mean(axis=-1))
+        excess = sum(  # power near the line above what the neighbouring bins predict
+            np.maximum(spec[..., nr].sum(-1) - spec[..., rg].mean(-1) * nr.sum(), 0)
+            for nr, rg in zip(near, ring)
+        )
+        parts["line"].append((np.minimum(excess / total, 1.0)).mean(axis=-1))
     cat = {k: np.concatenate(v) if v else np.zeros(0) for k, v in parts.items()}
     flat, amplitude, clipping, line = cat["flat"], cat["amplitude"], cat["clipping"], cat["line"]
     score = (1 - flat) * (1 - clipping) * (1 - amplitude) * (1 - np.clip(line, 0, 1))

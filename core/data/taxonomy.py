@@ -77,11 +77,12 @@ class Taxonomy:
 
 def load(source: str = "default") -> Taxonomy:
     """Load ``"default"`` (the shipped taxonomy) or a YAML file path; conflicts are a ConfigError."""
-    return _load_cached(source)
+    stamp = Path(source).stat().st_mtime_ns if source != "default" and Path(source).is_file() else 0
+    return _load_cached(source, stamp)
 
 
 @lru_cache(maxsize=8)
-def _load_cached(source: str) -> Taxonomy:
+def _load_cached(source: str, stamp: int) -> Taxonomy:
     if source == "default":
         text = resources.files("efm.data").joinpath("data/taxonomy.yaml").read_text("utf-8")
     else:
