@@ -1,0 +1,272 @@
+"""Image-family representations against SciPy, MNE, mne-connectivity and flash-eeg 0.4.1.
+
+flash-eeg 0.4.1 is installable from PyPI (MIT, pure torch) and is in the ``dev`` extra; the tests
+that need it skip when it is missing. Tolerances are stated next to each comparison.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.signal
+import torch
+import torch.nn.functional as F
+
+from efm import registry
+from efm.testing.suites import TokenizerSuite
+from efm_plugins.tokenizers.config import RepresentationError
+
+SFREQ = 250.0
+BANDS = [(1, 4), (4, 8), (8, 13), (13, 30), (30, 60), (60, 100), (1, 40), (1, 100)]
+
+
+class TestTokenizerSuite(TokenizerSuite):
+    """The shared suite for every registered tokenizer (4 channels, 4 s at 250 Hz)."""
+
+    names = registry.names("tokenizers")
+
+    def config(self, name):
+        return {"n_times": 1000} if name in ("morlet", "wpli", "stack") else {}
+
+
+def _create(name, **cfg):
+    return registry.create("tokenizers", name, **cfg)
+
+
+def _signal(b=2, c=4, t=2500, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(b, c, t, generator=g, dtype=torch.float64) * 30.0
+    x[:, 1] += 0.6 * torch.roll(x[:, 0], 3, dims=-1)  # some lagged coupling for WPLI
+    return x.float()
+
+
+def _flash():
+    return pytest.importorskip("flash_eeg", reason="flash-eeg 0.4.1 (dev extra) not installed")
+
+
+# --- spectrogram ---------------------------------------------------------------------------------
+def test_spectrogram_raw_matches_scipy_stft_and_spectrogram():
+    x = _signal(t=2000)
+    raw = _create("spectrogram", output="raw")(x).double().numpy()  # [B, C, n_bins, frames]
+    m = _create("spectrogram", output="raw")
+    win = scipy.signal.get_window("hann", 1024)
+    _, _, zxx = scipy.signal.stft(
+        x.double().numpy(),
+        window=win,
+        nperseg=1024,
+        noverlap=1024 - 128,
+        boundary="even",
+        padded=False,
+    )
+    ref = 10 * np.log10(np.abs(zxx * win.sum()) ** 2 + 1e-10)[:, :, m.bin_min : m.bin_max + 1]
+    assert raw.shape == ref.shape
+    # dB; fp32 FFT vs fp64: every bin within 0.01 dB (the weakest bins), on average within 1e-4
+    np.testing.assert_allclose(raw, ref, atol=1e-2)
+    assert np.abs(raw - ref).mean() < 1e-4
+    # scipy.signal.spectrogram on the reflect-padded signal: one-sided 'spectrum' scaling
+    xp = np.pad(x.double().numpy(), ((0, 0), (0, 0), (512, 512)), mode="reflect")
+    _, _, sxx = scipy.signal.spectrogram(
+        xp,
+        window=win,
+        nperseg=1024,
+        noverlap=1024 - 128,
+        detrend=False,
+        scaling="spectrum",
+        mode="psd",
+    )
+    ref2 = 10 * np.log10(sxx * win.sum() ** 2 / 2 + 1e-10)[:, :, m.bin_min : m.bin_max + 1]
+    np.testing.assert_allclose(raw, ref2, atol=1e-2)
+
+
+def test_spectrogram_image_matches_a_numpy_reference_at_true_bin_frequencies():
+    x = _signal(t=2000)
+    m = _create("spectrogram", output="raw")
+    raw = m(x).double().numpy()
+    bin_f = np.arange(m.bin_min, m.bin_max + 1) * SFREQ / 1024
+    pos = np.linspace(0, 2, 224, dtype=np.float32).astype(float)
+    target = np.where(pos < 1, 1.0 * 30.0**pos, 30.0 + (pos - 1) * 70.0)
+    interp = np.apply_along_axis(lambda col: np.interp(target, bin_f, col), 2, raw)
+    lo = interp.min(axis=(2, 3), keepdims=True)
+    hi = interp.max(axis=(2, 3), keepdims=True)
+    ref = F.interpolate(
+        torch.from_numpy((interp - lo) / (hi - lo + 1e-8)).float(),
+        size=(224, 224),
+        mode="bilinear",
+        align_corners=False,
+    )
+    out = _create("spectrogram")(x)
+    torch.testing.assert_close(out, ref, atol=1e-4, rtol=0)
+    assert 0.0 <= float(out.min()) and float(out.max()) <= 1.0
+
+
+def test_spectrogram_matches_flash_eeg():
+    fe = _flash()
+    x = _signal(t=7500, b=1, c=3)
+    ref = fe.spectrogram(x, compile=False)
+    torch.testing.assert_close(_create("spectrogram", flash_compat=True)(x), ref, atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        _create("spectrogram", output="raw")(x),
+        fe.spectrogram(x, output="raw", compile=False),
+        atol=1e-4,
+        rtol=0,
+    )
+    # the default maps frequencies to true bins: same image layout, not the same numbers
+    assert (_create("spectrogram")(x) - ref).abs().max() > 1e-2
+
+
+# --- Morlet --------------------------------------------------------------------------------------
+def test_morlet_matches_flash_eeg_in_every_path():
+    fe = _flash()
+    x = _signal(t=2000, b=1, c=2)
+    cases = [({}, {}), ({"n_cycles": 5.0}, {"n_cycles": 5})]  # banded gather / full fold
+    for ours_kw, ref_kw in cases:
+        m = _create("morlet", output="raw", n_times=2000, **ours_kw)
+        assert m.banded == (not ours_kw)
+        ref = fe.morlet(x, output="raw", compile=False, **ref_kw)
+        torch.testing.assert_close(m(x), ref, atol=1e-2, rtol=0)  # dB, fp32 summation order
+    odd = _signal(t=2001, b=1, c=2)  # T not a multiple of decim: full inverse FFT
+    ref = fe.morlet(odd, output="raw", compile=False)
+    torch.testing.assert_close(_create("morlet", output="raw")(odd), ref, atol=1e-2, rtol=0)
+    img = _create("morlet", n_times=2000)(x)
+    torch.testing.assert_close(img, fe.morlet(x, compile=False), atol=1e-4, rtol=0)
+
+
+def test_morlet_matches_mne_tfr_array_morlet_up_to_one_constant():
+    mne = pytest.importorskip("mne")
+    x = _signal(t=2500, b=1, c=2).double().numpy()
+    m = _create("morlet", output="raw", n_times=2500)
+    ours = m(torch.from_numpy(x).float()).double().numpy()  # [1, 2, 50, 625] dB
+    freqs = m.freqs.double().numpy()
+    ref = mne.time_frequency.tfr_array_morlet(
+        x, SFREQ, freqs, n_cycles=freqs / 2, output="power", decim=4, zero_mean=False, verbose=False
+    )
+    diff = (ours - 10 * np.log10(ref))[..., 125:500]  # central 3 s: MNE zero-pads, we wrap
+    # Above 12 Hz (Gaussian of 2 Hz width, no negative-frequency leakage) the two differ by one
+    # wavelet-normalisation constant for every frequency, time, channel: within 0.05 dB
+    high = diff[:, :, freqs >= 12]
+    assert np.abs(high - np.median(high)).max() < 0.05
+
+
+def test_morlet_memory_is_bounded_by_chunks():
+    m = _create("morlet", n_times=2000, chunk_elems=1 << 16)  # forces many chunks
+    x = _signal(b=3, c=2, t=2000)
+    torch.testing.assert_close(m(x), _create("morlet", n_times=2000)(x), atol=1e-6, rtol=0)
+
+
+# --- WPLI ----------------------------------------------------------------------------------------
+def test_wpli_flash_compat_matches_flash_eeg_and_reproduces_its_defect():
+    fe = _flash()
+    x = _signal(b=2, c=4, t=1000)
+    ref = fe.connectivity(x, compile=False)
+    ours = _create("wpli", flash_compat=True, n_times=1000)(x)
+    torch.testing.assert_close(ours, ref, atol=1e-5, rtol=0)
+    y = x.clone()
+    y[..., 512:] = torch.randn_like(y[..., 512:])  # change everything after the first 512 samples
+    torch.testing.assert_close(_create("wpli", flash_compat=True, n_times=1000)(y), ours)
+    whole = _create("wpli", n_times=1000)
+    assert (whole(y) - whole(x)).abs().max() > 0.1  # the default uses the whole epoch
+
+
+def test_wpli_whole_epoch_matches_scipy_dpss_numpy_and_mne_connectivity():
+    mne = pytest.importorskip("mne")
+    mnec = pytest.importorskip("mne_connectivity")
+    x = _signal(b=1, c=4, t=2000).double().numpy()
+    ours = _create("wpli", output="raw", n_times=2000)(torch.from_numpy(x).float()).numpy()[0]
+    tapers = scipy.signal.windows.dpss(2000, 2.0, Kmax=3)
+    spec = np.fft.rfft(x[:, :, None, :] * tapers, axis=-1)  # [1, C, K, F]
+    freqs = np.fft.rfftfreq(2000, 1 / SFREQ)
+    info = mne.create_info(4, SFREQ, "eeg")
+    iu = np.triu_indices(4, 1)
+    for band, (lo, hi) in enumerate(BANDS):
+        sel = (freqs >= lo) & (freqs <= hi)
+        s = spec[0][:, :, sel]  # [C, K, Fb]
+        im = (s[:, None] * s[None].conj()).mean(2).imag  # [C, C, Fb]
+        ref = np.abs(im.mean(-1)) / (np.abs(im).mean(-1) + 1e-10)
+        np.testing.assert_allclose(ours[band][iu], ref[iu], atol=2e-5)  # fp32 vs fp64
+        # mne-connectivity's WPLI estimator over the band's bins: its "times" axis carries the
+        # bins of our single epoch, the tapers are weighted equally (flash-eeg), one "frequency"
+        tfr = mne.time_frequency.EpochsTFRArray(
+            info,
+            spec[..., sel][:, :, :, None, :],
+            times=np.arange(sel.sum()) / SFREQ,
+            freqs=np.array([100.0]),
+            method="multitaper",
+            weights=np.ones((3, 1)),
+        )
+        con = mnec.spectral_connectivity_time(tfr, method="wpli", n_cycles=1e-3, verbose=False)
+        dense = con.get_data(output="dense")[0, :, :, 0]  # lower triangle filled
+        np.testing.assert_allclose(ours[band][iu], dense.T[iu], atol=2e-5)
+    assert np.allclose(np.diagonal(ours, axis1=-2, axis2=-1), 0)
+
+
+def test_wpli_image_packing():
+    x = _signal(b=1, c=4, t=2000)
+    m = _create("wpli", n_times=2000)
+    raw = _create("wpli", output="raw", n_times=2000)(x)[0]
+    img = m(x)[0, 0]
+    assert img.shape == (224, 224)
+    norm = (raw - raw.amin((-2, -1), keepdim=True)) / (
+        raw.amax((-2, -1), keepdim=True) - raw.amin((-2, -1), keepdim=True) + 1e-8
+    )
+    tile = img[::28, ::28]  # nearest 8 x 8 -> 224: one pixel per cell
+    assert torch.all(torch.diagonal(tile[:4, :4]) == 1)
+    torch.testing.assert_close(tile[0, 1], norm[0, 0, 1])  # upper triangle: band 0
+    torch.testing.assert_close(tile[1, 0], norm[1, 1, 0])  # lower triangle: band 1
+    torch.testing.assert_close(tile[4 + 2, 4 + 0], norm[7, 2, 0])  # bottom-right, lower: band 7
+    with pytest.raises(RepresentationError, match="2 channels"):
+        m(torch.randn(1, 1, 2000))
+
+
+# --- temporal matrix, bandpass, stack ------------------------------------------------------------
+def test_temporal_matrix_and_bandpass_match_flash_eeg():
+    fe = _flash()
+    x = _signal(b=2, c=3, t=7500)
+    torch.testing.assert_close(
+        _create("temporal_matrix")(x), fe.reshape(x, compile=False), atol=0, rtol=0
+    )
+    for roll in (2.0, 0.0):
+        torch.testing.assert_close(
+            _create("bandpass", rolloff=roll)(x), fe.bandpass(x, rolloff=roll), atol=1e-4, rtol=0
+        )
+
+
+def test_bandpass_response():
+    t = torch.arange(2500) / SFREQ
+    tones = {f: torch.sin(2 * torch.pi * f * t) for f in (0.5, 1.0, 10.0, 50.0, 51.0, 80.0)}
+    bp = _create("bandpass")  # 1-50 Hz, 2 Hz raised-cosine edges
+    gain = {f: float(bp(s.view(1, 1, -1)).std() / s.std()) for f, s in tones.items()}
+    assert abs(gain[10.0] - 1) < 1e-4 and abs(gain[1.0] - 1) < 1e-4 and abs(gain[50.0] - 1) < 1e-4
+    assert abs(gain[51.0] - 0.5) < 1e-3 and abs(gain[0.5] - 0.5 * (1 - np.cos(np.pi * 0.75))) < 1e-3
+    assert gain[80.0] < 1e-3  # -60 dB: float32 phase of sin(2 pi f t) leaks a little
+
+
+def test_temporal_matrix_is_a_block_permuted_fold():
+    x = torch.arange(100.0).view(1, 1, 100)  # 10 x 10 square
+    m = _create("temporal_matrix", output_size=20, block_size=4)
+    img = m(x)[0, 0]
+    unperm = torch.empty_like(img)
+    for i, p in enumerate(m.perm.tolist()):
+        unperm[4 * p : 4 * p + 4] = img[4 * i : 4 * i + 4]
+    ref = F.interpolate((x.view(1, 1, 10, 10) / 99.0), size=(20, 20), mode="nearest")[0, 0]
+    torch.testing.assert_close(unperm, ref, atol=1e-6, rtol=0)
+    with pytest.raises(RepresentationError, match="multiple of block_size"):
+        _create("temporal_matrix", output_size=30, block_size=4)
+
+
+def test_stack():
+    x = _signal(b=2, c=3, t=1000)
+    st = _create("stack", names=["spectrogram", "temporal_matrix"], output_size=64, n_times=1000)
+    out = st(x)
+    assert out.shape == (2, 2, 3, 64, 64)
+    torch.testing.assert_close(out[:, 1], _create("temporal_matrix", output_size=64)(x))
+    with pytest.raises(RepresentationError, match="cannot be stacked"):
+        _create("stack", names=["wpli"])
+
+
+@pytest.mark.parametrize("name", ["spectrogram", "morlet", "wpli", "temporal_matrix", "bandpass"])
+def test_bad_input_is_one_clear_error(name):
+    rep = _create(name)
+    with pytest.raises(RepresentationError, match=r"\[B, C, T\]"):
+        rep(torch.randn(4, 1000))
+    with pytest.raises(RepresentationError, match="float"):
+        rep(torch.ones(1, 2, 1000, dtype=torch.long))
