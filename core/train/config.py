@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass
 class OptimConfig:
-    """Muon for hidden 2-D weight matrices, AdamW for everything else."""
+    """Muon for hidden 2-D weight matrices, AdamW for everything else (see ``efm.train.optim``).
+
+    The learning rates follow a linear warmup over ``warmup_steps`` and a cosine decay to
+    ``min_lr_ratio`` times the peak at the last step. ``grad_clip`` (0 disables) is one global norm
+    over every parameter of both optimizers, taken before either steps.
+    """
 
     muon_lr: float = 0.02
     muon_momentum: float = 0.95
     muon_weight_decay: float = 0.0
     adamw_lr: float = 3e-4
     adamw_betas: tuple[float, float] = (0.9, 0.95)
+    adamw_eps: float = 1e-10
     weight_decay: float = 0.05
     warmup_steps: int = 100
     min_lr_ratio: float = 0.1
@@ -23,7 +29,16 @@ class OptimConfig:
 
 @dataclass
 class TrainConfig:
-    """The training loop."""
+    """The training loop (``efm.train.loop``).
+
+    ``precision``: ``auto`` (bf16 autocast on CUDA, fp32 on CPU), ``fp32`` or ``bf16``.
+    ``compile``: ``none``, ``default``, ``max-autotune`` or ``reduce-overhead`` (the latter compiled with
+    ``dynamic=True``, meant for random crops). ``crops_s``: crop lengths in seconds; each batch draws one
+    and every sample a random offset (empty: whole epochs). ``resampled``: draw shards with
+    replacement forever (else: shuffled passes over the shards split across nodes and workers).
+    ``run_dir`` None: ``runs/<recipe>-<profile>-<config hash>`` under the working directory, so the
+    same command resumes the same run.
+    """
 
     steps: int = 1000
     batch_size: int = 64
@@ -32,9 +47,14 @@ class TrainConfig:
     compile: str = "none"  # none | default | max-autotune | reduce-overhead
     num_workers: int = 2
     shuffle_buffer: int = 1000
+    resampled: bool = True
     log_every: int = 10
     ckpt_every: int = 500
+    keep_ckpts: int = 2
+    figures: bool = True
+    figures_every: int = 0  # 0: reconstruction figures at checkpoints and at the end only
     run_dir: str | None = None
     resume: bool = True
     activation_checkpointing: bool = False
-    crop_s: float | None = None
+    crops_s: list[float] = field(default_factory=list)
+    progress: bool = True

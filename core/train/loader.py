@@ -1,0 +1,260 @@
+"""The WebDataset streaming loader: raw epochs from shards to batches, deterministic and resumable.
+
+Each (node, worker) pair reads its own stream of shards: with ``resampled`` shards are drawn with
+replacement forever (webdataset's ``ResampledShards`` idea, seeded per node and worker); otherwise
+the shard list is reshuffled every pass and split by node, then by worker (``split_by_node`` /
+``split_by_worker`` semantics). Samples go through ``tarfile_to_samples`` and a seeded shuffle buffer,
+then are decoded (float16 µV -> float32), batched and optionally cropped.
+
+Everything random is seeded from ``(seed, rank, logical worker)``, and the DataLoader takes batches
+from its workers round-robin, so the stream of batches is a pure function of the seed. Resuming at
+batch ``n`` replays each logical worker's raw (undecoded) stream up to its share of the ``n`` batches
+and skips it (physical workers are rotated so that round-robin continues where it stopped), which
+reproduces the uninterrupted stream exactly.
+
+Batches: ``{"signal": float32 [B, C, T] µV, "channel_mask": bool [B, C], "meta": [dict] * B}``;
+recordings with fewer channels are zero-padded (``channel_mask`` False there).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import random
+from collections.abc import Iterator
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import webdataset as wds
+
+from efm.errors import EfmError
+
+log = logging.getLogger("efm.train.loader")
+
+
+def read_manifest(shards: str | Path) -> dict[str, Any]:
+    """The manifest of a shard directory, with absolute shard paths under ``"urls"``."""
+    root = Path(shards)
+    path = root / "manifest.json"
+    if not path.is_file():
+        raise EfmError(
+            f"{root} has no manifest.json: is it a shard directory written by `efm prepare`?"
+        )
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    entries = manifest.get("shards") or []
+    urls = [str(root / e["path"]) for e in entries if int(e.get("n_epochs", 1)) > 0]
+    if not urls:
+        raise EfmError(f"{path} lists no non-empty shards")
+    missing = [u for u in urls if not Path(u).is_file()]
+    if missing:
+        raise EfmError(f"{len(missing)} shard(s) listed in {path} are missing, e.g. {missing[0]}")
+    manifest["urls"] = urls
+    return manifest
+
+
+def decode_sample(sample: dict[str, Any]) -> dict[str, Any]:
+    """A raw WebDataset sample (bytes) -> ``{"signal": float32 ndarray [C, T], "meta": dict}``."""
+    signal = np.load(io.BytesIO(sample["signal.npy"]), allow_pickle=False)
+    meta = json.loads(sample["meta.json"])
+    meta.setdefault("key", sample.get("__key__"))
+    return {"signal": signal.astype(np.float32, copy=False), "meta": meta}
+
+
+def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack decoded samples; zero-pad to the largest channel count (``channel_mask`` marks real ones)."""
+    n_times = {s["signal"].shape[1] for s in samples}
+    if len(n_times) != 1:
+        raise EfmError(f"epochs of different lengths in one batch: {sorted(n_times)} samples")
+    chans = np.array([s["signal"].shape[0] for s in samples])
+    c_max = int(chans.max())
+    if (chans == c_max).all():
+        signal = np.stack([s["signal"] for s in samples])  # [B, C, T]
+    else:
+        signal = np.zeros((len(samples), c_max, n_times.pop()), dtype=np.float32)  # [B, C, T]
+        for i, s in enumerate(samples):  # rare path: one copy per sample, not per channel
+            signal[i, : s["signal"].shape[0]] = s["signal"]
+    mask = np.arange(c_max)[None, :] < chans[:, None]  # [B, C]
+    return {
+        "signal": torch.from_numpy(signal),
+        "channel_mask": torch.from_numpy(mask),
+        "meta": [s["meta"] for s in samples],
+    }
+
+
+def random_crop(batch: dict[str, Any], crops_s: list[float], rng: random.Random) -> dict[str, Any]:
+    """Crop the whole batch to one length drawn from ``crops_s`` at a random offset per sample."""
+    signal = batch["signal"]  # [B, C, T]
+    sfreq = float(batch["meta"][0].get("sfreq", 0.0) or 0.0)
+    if not crops_s or sfreq <= 0:
+        return batch
+    n_times = signal.shape[-1]
+    length = min(n_times, round(rng.choice(list(crops_s)) * sfreq))
+    if length >= n_times:
+        return batch
+    starts = torch.tensor([rng.randrange(n_times - length + 1) for _ in range(signal.shape[0])])
+    idx = starts[:, None] + torch.arange(length)[None, :]  # [B, L]
+    batch["signal"] = torch.gather(signal, 2, idx[:, None, :].expand(-1, signal.shape[1], -1))
+    for m, s in zip(batch["meta"], starts.tolist()):
+        m["crop"] = [s, length]
+    return batch
+
+
+class ShardStream(torch.utils.data.IterableDataset):
+    """An endless, deterministic stream of batches from WebDataset shards.
+
+    Parameters
+    ----------
+    urls : list of str
+        Shard paths (``read_manifest(dir)["urls"]``).
+    batch_size : int
+        Samples per batch (per process).
+    seed : int
+        Seeds shard order, shuffle buffers and crops.
+    shuffle_buffer : int
+        Size of the sample shuffle buffer (0 or 1: no shuffle).
+    resampled : bool
+        Draw shards with replacement (True) or in reshuffled passes split by node and worker.
+    crops_s : list of float
+        Random crop lengths in seconds (empty: whole epochs).
+    start_batch : int
+        Number of batches already consumed (the data position to resume from).
+    num_workers : int
+        The DataLoader's worker count (0 or 1: one stream), needed to split the resume position.
+    rank, world_size : int
+        This process's node split (defaults: from ``torch.distributed`` when initialised).
+    """
+
+    def __init__(
+        self,
+        urls: list[str],
+        batch_size: int,
+        seed: int = 0,
+        shuffle_buffer: int = 1000,
+        resampled: bool = True,
+        crops_s: list[float] | None = None,
+        start_batch: int = 0,
+        num_workers: int = 0,
+        rank: int | None = None,
+        world_size: int | None = None,
+    ) -> None:
+        super().__init__()
+        dist = torch.distributed.is_available() and torch.distributed.is_initialized()
+        self.rank = rank if rank is not None else (torch.distributed.get_rank() if dist else 0)
+        self.world = (
+            world_size
+            if world_size is not None
+            else (torch.distributed.get_world_size() if dist else 1)
+        )
+        self.urls, self.batch_size, self.seed = list(urls), int(batch_size), int(seed)
+        self.shuffle_buffer, self.resampled = int(shuffle_buffer), bool(resampled)
+        self.crops_s, self.start_batch = list(crops_s or []), int(start_batch)
+        self.num_workers = max(1, int(num_workers))
+        if not self.resampled and len(self.urls) < self.world * self.num_workers:
+            raise EfmError(
+                f"{len(self.urls)} shard(s) cannot be split over {self.world} node(s) x "
+                f"{self.num_workers} worker(s) without resampling; set train.resampled=true or "
+                "use fewer workers"
+            )
+
+    def _shards(self, worker: int) -> Iterator[dict[str, str]]:
+        if self.resampled:
+            rng = random.Random(f"shards-{self.seed}-{self.rank}-{worker}")
+            while True:
+                yield {"url": rng.choice(self.urls)}
+        for epoch in range(1 << 62):
+            order = list(self.urls)
+            random.Random(f"order-{self.seed}-{epoch}").shuffle(order)
+            mine = order[self.rank :: self.world][worker :: self.num_workers]
+            for url in mine:
+                yield {"url": url}
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        info = torch.utils.data.get_worker_info()
+        n_workers = info.num_workers if info is not None else 1
+        # the DataLoader starts its round-robin at worker 0: after n batches, physical worker w
+        # continues the logical stream (w + n) % n_workers
+        worker = ((info.id if info is not None else 0) + self.start_batch) % n_workers
+        if n_workers != self.num_workers:
+            raise RuntimeError(
+                f"ShardStream made for {self.num_workers} workers runs in {n_workers}"
+            )
+        samples: Iterator[dict[str, Any]] = wds.tarfile_to_samples()(self._shards(worker))
+        if self.shuffle_buffer > 1:
+            rng = random.Random(f"shuffle-{self.seed}-{self.rank}-{worker}")
+            samples = wds.shuffle(self.shuffle_buffer, initial=self.shuffle_buffer, rng=rng)(
+                samples
+            )
+        # batches with global index k come from worker k % n_workers: skip this worker's share
+        done = max(0, (self.start_batch - worker + n_workers - 1) // n_workers)
+        samples = islice(samples, done * self.batch_size, None)  # raw bytes: nothing is decoded
+        index = done
+        while True:
+            chunk = [decode_sample(s) for s in islice(samples, self.batch_size)]
+            if len(chunk) < self.batch_size:
+                return
+            batch = collate(chunk)
+            if self.crops_s:
+                rng_crop = random.Random(f"crop-{self.seed}-{self.rank}-{worker}-{index}")
+                batch = random_crop(batch, self.crops_s, rng_crop)
+            index += 1
+            yield batch
+
+
+def make_loader(
+    shards: str | Path,
+    batch_size: int,
+    *,
+    seed: int = 0,
+    num_workers: int = 0,
+    shuffle_buffer: int = 1000,
+    resampled: bool = True,
+    crops_s: list[float] | None = None,
+    start_batch: int = 0,
+    pin_memory: bool = False,
+) -> torch.utils.data.DataLoader:
+    """A DataLoader over a :class:`ShardStream` of the shard directory ``shards``."""
+    urls = read_manifest(shards)["urls"]
+    stream = ShardStream(
+        urls,
+        batch_size,
+        seed=seed,
+        shuffle_buffer=shuffle_buffer,
+        resampled=resampled,
+        crops_s=crops_s,
+        start_batch=start_batch,
+        num_workers=num_workers,
+    )
+    return torch.utils.data.DataLoader(
+        stream,
+        batch_size=None,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        persistent_workers=False,
+        generator=torch.Generator().manual_seed(seed),
+        prefetch_factor=4 if num_workers > 0 else None,
+        worker_init_fn=_worker_init,
+    )
+
+
+def _worker_init(worker_id: int) -> None:
+    """Loader workers decode and crop; one thread each leaves the cores to the model."""
+    torch.set_num_threads(1)
+
+
+def iter_epochs(
+    shards: str | Path, batch_size: int, max_epochs: int = 0
+) -> Iterator[dict[str, Any]]:
+    """One ordered pass over every epoch of a shard directory (for embeddings and probes)."""
+    urls = read_manifest(shards)["urls"]
+    samples = wds.tarfile_to_samples()(iter([{"url": u} for u in urls]))
+    if max_epochs > 0:
+        samples = islice(samples, max_epochs)
+    while True:
+        chunk = [decode_sample(s) for s in islice(samples, batch_size)]
+        if not chunk:
+            return
+        yield collate(chunk)

@@ -1,0 +1,332 @@
+"""The training loop: setup, step, log, checkpoint, top to bottom.
+
+``pretrain(cfg, shards)`` builds the representation, backbone and objective named by the config,
+streams raw epochs from the shards, computes the representation on the device inside the step
+(the objective calls it), and optimises with Muon + AdamW (``efm.train.optim``). It writes the run
+directory (``efm.train.rundir``), checkpoints (``efm.train.checkpoint``) and figures, and resumes
+exactly from the newest checkpoint of its run directory.
+
+Precision: ``train.precision=auto`` is bf16 autocast on CUDA (no GradScaler is needed with bf16,
+so fused AdamW and one global ``clip_grad_norm_`` are correct) and fp32 on CPU. ``train.compile``
+compiles the outermost module in place (state-dict names unchanged): ``default``, ``max-autotune``
+(fixed 30 s inputs) or ``reduce-overhead`` with ``dynamic=True`` (random crops).
+
+Distributed: launched by ``torchrun`` (``WORLD_SIZE`` > 1), the loop joins a process group (NCCL on
+CUDA, gloo on CPU), wraps the objective in DDP, and each rank reads its own WebDataset split; rank 0
+writes the run directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from efm import registry
+from efm.errors import EfmError
+from efm.train import checkpoint as ckpt
+from efm.train import plots
+from efm.train.loader import make_loader, read_manifest
+from efm.train.optim import Optimizers
+from efm.train.rundir import Metrics, default_run_dir, provenance, write_config
+
+log = logging.getLogger("efm.train.loop")
+
+COMPILE_MODES = ("none", "default", "max-autotune", "reduce-overhead")
+
+
+@dataclass
+class TrainResult:
+    """What a call to :func:`pretrain` did."""
+
+    run_dir: Path
+    start_step: int
+    steps: int
+    losses: list[float] = field(default_factory=list)  # one per step run by this call
+    checkpoint: Path | None = None
+    samples_per_s: float = 0.0
+
+
+# -- setup ------------------------------------------------------------------------------------
+def build_objective(cfg: dict[str, Any]) -> nn.Module:
+    """Representation, backbone and objective from the config's named components.
+
+    The objective's builder is called as ``builder(backbone=..., representation=..., **config)``.
+    """
+
+    def node(name: str) -> tuple[str, dict[str, Any]]:
+        given = dict(cfg.get(name) or {})
+        if "name" not in given:
+            raise EfmError(f"recipe {cfg.get('recipe')!r} has no {name} node")
+        return str(given.pop("name")), given
+
+    rep_name, rep_cfg = node("representation")
+    bb_name, bb_cfg = node("backbone")
+    obj_name, obj_cfg = node("objective")
+    representation = registry.create("tokenizers", rep_name, **rep_cfg)
+    backbone = registry.create("backbones", bb_name, **bb_cfg)
+    comp = registry.get("objectives", obj_name)
+    return comp.builder(
+        backbone=backbone, representation=representation, **(comp.defaults() | obj_cfg)
+    )
+
+
+def init_distributed() -> tuple[int, int, torch.device]:
+    """Join the torchrun process group when there is one; return ``(rank, world, device)``."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        torch.distributed.init_process_group(backend=backend)
+    rank = torch.distributed.get_rank() if world > 1 else 0
+    if torch.cuda.is_available():
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        return rank, world, torch.device("cuda", local)
+    return rank, world, torch.device("cpu")
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``train.precision`` on ``device`` (None: fp32)."""
+    if precision not in ("auto", "fp32", "bf16"):
+        raise EfmError(f"train.precision={precision!r}; options: auto, fp32, bf16")
+    if precision == "bf16" or (
+        precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()
+    ):
+        return torch.bfloat16
+    return None
+
+
+def compile_model(model: nn.Module, mode: str) -> nn.Module:
+    """Compile ``model`` in place with a ``train.compile`` mode (no-op for ``none``)."""
+    if mode not in COMPILE_MODES:
+        raise EfmError(f"train.compile={mode!r}; options: {', '.join(COMPILE_MODES)}")
+    if mode != "none":
+        model.compile(mode=None if mode == "default" else mode, dynamic=mode == "reduce-overhead")
+    return model
+
+
+def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    return {
+        k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()
+    }
+
+
+def _activation_checkpointing(backbone: nn.Module) -> None:
+    for attr in ("set_grad_checkpointing", "set_activation_checkpointing"):
+        if hasattr(backbone, attr):
+            getattr(backbone, attr)(True)
+            return
+    if hasattr(backbone, "activation_checkpointing"):
+        setattr(backbone, "activation_checkpointing", True)  # noqa: B010
+        return
+    log.warning(
+        "backbone %s has no activation checkpointing switch; ignoring train.activation_"
+        "checkpointing",
+        type(backbone).__name__,
+    )
+
+
+def save_figures(
+    objective: nn.Module, batch: dict[str, Any], path: Path, title: str
+) -> Path | None:
+    """Run the objective on a few samples and plot its ``figures``, leaving every RNG untouched."""
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+    was_training = objective.training
+    with torch.random.fork_rng(devices=devices), torch.no_grad():
+        objective.eval()
+        try:
+            out = objective(batch)
+        finally:
+            objective.train(was_training)
+    return plots.reconstructions(out.figures or {}, path, title) if out.figures else None
+
+
+# -- the loop ---------------------------------------------------------------------------------
+def pretrain(
+    cfg: dict[str, Any],
+    shards: str | Path,
+    run_dir: str | Path | None = None,
+    *,
+    stop_at: int | None = None,
+) -> TrainResult:
+    """Pretrain the recipe's objective on a shard directory.
+
+    Parameters
+    ----------
+    cfg : dict
+        The resolved config (``efm.config.compose``).
+    shards : path
+        A shard directory (``manifest.json`` + ``shards/*.tar``).
+    run_dir : path, optional
+        Where to write; default ``train.run_dir`` or ``runs/<recipe>-<profile>-<hash>``.
+    stop_at : int, optional
+        Stop after this step as if interrupted (the schedule still spans ``train.steps``).
+
+    Returns
+    -------
+    TrainResult
+    """
+    t, o = cfg["train"], cfg["optim"]
+    rank, world, device = init_distributed()
+    main = rank == 0
+    run_dir = Path(run_dir) if run_dir is not None else default_run_dir(cfg)
+    total = int(t["steps"])
+    read_manifest(shards)  # fail early and clearly on a bad shard directory
+
+    # setup: the model, identical on every rank; then a per-rank stream of masks
+    torch.manual_seed(int(t["seed"]))
+    objective = build_objective(cfg).to(device)
+    if t.get("activation_checkpointing"):
+        _activation_checkpointing(getattr(objective, "backbone", objective))
+    optimizers = Optimizers(objective, o, total)
+    torch.manual_seed(int(t["seed"]) + 7919 * rank)
+
+    start, position, state = 0, 0, None
+    last = ckpt.latest(run_dir) if t.get("resume", True) else None
+    if last is not None:
+        state = ckpt.load(last, objective, optimizers)
+        start, position = int(state["step"]), int(state["data_position"])
+        log.info("resuming %s from step %d (data position %d)", run_dir, start, position)
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_config(run_dir, cfg)
+        import json
+
+        (run_dir / "provenance.json").write_text(
+            json.dumps(provenance(device, world), indent=2, default=str), encoding="utf-8"
+        )
+    metrics = Metrics(run_dir, resume_step=start if state else None) if main else None
+
+    workers = int(t["num_workers"])
+    loader = make_loader(
+        shards,
+        int(t["batch_size"]),
+        seed=int(t["seed"]),
+        num_workers=workers,
+        shuffle_buffer=int(t["shuffle_buffer"]),
+        resampled=bool(t["resampled"]),
+        crops_s=list(t.get("crops_s") or []),
+        start_batch=position,
+        pin_memory=device.type == "cuda",
+    )
+    batches = iter(loader)
+    if state is not None:
+        ckpt.set_rng_state(state["rng"])  # last: nothing after this may draw random numbers
+
+    model: nn.Module = objective
+    if world > 1:
+        model = nn.parallel.DistributedDataParallel(
+            objective, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    compile_model(model, str(t["compile"]))
+    amp = autocast_dtype(str(t["precision"]), device)
+    autocast = (
+        torch.autocast(device.type, dtype=amp) if amp is not None else contextlib.nullcontext()
+    )
+    log.info(
+        "training %s on %s: steps %d..%d, batch %d x %d process(es), precision %s, compile %s",
+        cfg.get("recipe"),
+        device,
+        start,
+        total,
+        t["batch_size"],
+        world,
+        "bf16" if amp else "fp32",
+        t["compile"],
+    )
+
+    result = TrainResult(run_dir, start, total)
+    fig_batch: dict[str, Any] | None = None
+    bar = None
+    if main and t.get("progress", True):
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, initial=start, unit="step", desc="pretrain", dynamic_ncols=True)
+    log_every, ckpt_every = max(1, int(t["log_every"])), max(1, int(t["ckpt_every"]))
+    fig_every = int(t.get("figures_every") or 0) or ckpt_every
+    interval: list[float] = []
+    tick, samples = time.perf_counter(), 0
+    model.train()
+    for step in range(start + 1, total + 1):
+        batch = to_device(next(batches), device)
+        position += 1
+        if fig_batch is None and main:
+            fig_batch = {k: v[:4] for k, v in batch.items()}
+        # step: forward (representation -> backbone -> objective) and backward
+        with autocast:
+            out = model(batch)
+        loss = out.loss
+        loss.backward()
+        grad_norm = optimizers.clip_and_step()
+        optimizers.zero_grad()
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise EfmError(
+                f"the loss became {value} at step {step}; lower optim.muon_lr / "
+                f"optim.adamw_lr or check the data (run dir: {run_dir})"
+            )
+        result.losses.append(value)
+        interval.append(value)
+        samples += int(batch["signal"].shape[0]) * world
+
+        # log
+        if step % log_every == 0 or step == total:
+            now = time.perf_counter()
+            rate = samples / max(now - tick, 1e-9)
+            result.samples_per_s = rate
+            if metrics is not None:
+                metrics.log(
+                    step,
+                    {
+                        "loss": sum(interval) / len(interval),
+                        "loss_last": value,
+                        "grad_norm": grad_norm,
+                        "samples_per_s": rate,
+                        **optimizers.lrs(),
+                        **{k: float(v) for k, v in out.logs.items()},
+                    },
+                )
+            if bar is not None:
+                bar.set_postfix(loss=f"{value:.4g}", samples_s=f"{rate:.1f}")
+            interval, tick, samples = [], now, 0
+        if bar is not None:
+            bar.update(1)
+
+        # checkpoint (and figures)
+        if step % ckpt_every == 0 or step == total:
+            if main:
+                result.checkpoint = ckpt.save(
+                    run_dir, step, objective, optimizers, position, keep=int(t.get("keep_ckpts", 2))
+                )
+            if world > 1:
+                torch.distributed.barrier()
+        if (
+            main
+            and fig_batch is not None
+            and t.get("figures", True)
+            and (step % fig_every == 0 or step == total)
+        ):
+            save_figures(
+                objective,
+                fig_batch,
+                run_dir / "figures" / "reconstruction.png",
+                f"{cfg.get('recipe')} step {step}",
+            )
+        if stop_at is not None and step >= stop_at:
+            break
+    if bar is not None:
+        bar.close()
+    if metrics is not None:
+        plots.loss_curve(metrics.read(), run_dir / "figures" / "loss.png", f"{cfg.get('recipe')}")
+        metrics.close()
+    if result.checkpoint is None:
+        result.checkpoint = ckpt.latest(run_dir)
+    return result
