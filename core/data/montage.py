@@ -126,7 +126,7 @@ def standardize(
             else f"channels {', '.join(rec.ch_names[:6])}{' ...' if rec.n_chans > 6 else ''}"
         )
         raise ReaderError(
-            f"unknown channel layout: {len(found)} of the {len(wanted)} 10-20 "
+            f"{rec.source}: unknown channel layout: {len(found)} of the {len(wanted)} 10-20 "
             f"electrodes found (need {min_electrodes}); {why}"
         )
     names = [n for n in wanted if n in found]
@@ -158,7 +158,7 @@ def ieeg_channels(rec: Recording) -> Recording:
     types = [channel_type(n, t) for n, t in zip(rec.ch_names, rec.ch_types)]
     keep = [i for i, t in enumerate(types) if t != "misc"]
     if not keep:
-        raise ReaderError("unknown channel layout: no EEG/iEEG channels (all typed misc)")
+        raise ReaderError(f"{rec.source}: unknown channel layout: no EEG/iEEG channels (all misc)")
     pos = rec.ch_pos[keep] if rec.ch_pos is not None else np.full((len(keep), 3), np.nan)
     tmpl = positions_1020()
     names = [rec.ch_names[i] for i in keep]

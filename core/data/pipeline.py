@@ -181,8 +181,12 @@ def process_file(task: dict[str, Any]) -> dict[str, Any]:
         written = shards.write_group(
             out, task["file_index"], samples, int(task["pipeline"]["shard_max_epochs"])
         )
-    except (EfmError, OSError, ValueError, MemoryError) as exc:
+    except Exception as exc:  # any failure is this file's, never the run's
+        if not isinstance(exc, EfmError):
+            log.debug("unexpected failure on %s", path, exc_info=True)
         reason = " ".join(str(exc).split()) or type(exc).__name__
+        if not isinstance(exc, EfmError):
+            reason = f"{path}: {type(exc).__name__}: {reason}"
         return {**base, "status": "failed", "kind": failure_kind(exc), "reason": reason[:500]}
     return {
         **base,

@@ -309,6 +309,11 @@ def format_summary(s: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"efm prepare: {message}")
+
+
 def compose_data(overrides: list[str]) -> dict[str, Any]:
     """The resolved config for preparing data: the model nodes are left out (not needed here)."""
     from efm.config import compose, parse_overrides, recipe_mapping
@@ -322,12 +327,12 @@ def compose_data(overrides: list[str]) -> dict[str, Any]:
 
 def cli(argv: list[str]) -> int:
     """``efm prepare`` entry point (raw argv after the subcommand)."""
-    p = argparse.ArgumentParser(prog="efm prepare", description=__doc__.split("\n\n")[0])
+    p = _Parser(prog="efm prepare", description=(__doc__ or "").split("\n\n")[0])
     p.add_argument("--shard-index", type=int, default=0, help="this partition (0-based)")
     p.add_argument("--num-shards", type=int, default=1, help="number of partitions")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("overrides", nargs="*", metavar="recipe=NAME data.root=DIR out=DIR workers=N")
-    args = p.parse_args(argv)
+    args = p.parse_intermixed_args(argv)
     overrides = []
     for o in args.overrides:
         key, sep, value = o.partition("=")

@@ -59,6 +59,9 @@ def epoch_quality(
     """
     n_t = int(round(epoch_s * sfreq))
     n_ep = filtered.shape[1] // n_t
+    if n_ep == 0:
+        empty = {k: np.zeros(0) for k in ("flat", "clipping", "amplitude", "line_noise", "score")}
+        return {**empty, "valid": np.zeros(0, dtype=bool)}
     hi = unfiltered.max(axis=1, keepdims=True) * 1e6  # [C, 1] µV, recording-wide extremes
     lo = unfiltered.min(axis=1, keepdims=True) * 1e6
     tol = 1e-3 * np.maximum(hi - lo, 1e-6)
