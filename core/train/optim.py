@@ -104,6 +104,24 @@ def split_params(model: nn.Module, use_muon: bool = True) -> ParamSplit:
     return split
 
 
+def _adamw_groups(model: nn.Module, split: ParamSplit, weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW groups: decayed and not, each split by the model's muP ``lr_multipliers()`` if any.
+
+    A group with multiplier ``m`` gets ``lr_mult = m`` and weight decay ``wd / m`` (``mup.MuAdamW``:
+    ``lr * wd`` stays constant). Muon's matrices take no multiplier (its update is width-stable).
+    """
+    mults_fn = getattr(model, "lr_multipliers", None)
+    mults: dict[str, float] = dict(mults_fn()) if callable(mults_fn) else {}
+    groups: list[dict[str, Any]] = []
+    for key, wd in (("decay", weight_decay), ("no_decay", 0.0)):
+        by_mult: dict[float, list[nn.Parameter]] = {}
+        for name, p in zip(split.names[key], getattr(split, key)):
+            by_mult.setdefault(float(mults.get(name, 1.0)), []).append(p)
+        for m in sorted(by_mult, reverse=True):
+            groups.append({"params": by_mult[m], "weight_decay": wd / m, "lr_mult": m})
+    return groups
+
+
 def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
     """Linear warmup to 1 over ``warmup`` steps, then cosine decay to ``min_ratio`` at ``total``."""
     if warmup > 0 and step < warmup:
@@ -140,12 +158,10 @@ class Optimizers:
                     nesterov=True,
                 )
             )
-        groups = [
-            {"params": self.split.decay, "weight_decay": cfg["weight_decay"]},
-            {"params": self.split.no_decay, "weight_decay": 0.0},
-        ]
-        groups = [g for g in groups if g["params"]]
+        groups = _adamw_groups(model, self.split, float(cfg["weight_decay"]))
         if groups:
+            for g in groups:
+                g["lr"] = float(cfg["adamw_lr"]) * g["lr_mult"]
             fused = all(p.is_cuda for p in self.params)
             self.optimizers.append(
                 torch.optim.AdamW(

@@ -189,9 +189,14 @@ class Metrics:
                 self.tb.add_scalar(f"train/{key}", value, step)
 
     def read(self) -> list[dict[str, float]]:
-        if not self.path.exists():
+        return self.read_csv(self.path)
+
+    @staticmethod
+    def read_csv(path: Path) -> list[dict[str, float]]:
+        """The rows of a metrics CSV as floats (empty when there is none)."""
+        if not path.exists():
             return []
-        with self.path.open(newline="", encoding="utf-8") as f:
+        with path.open(newline="", encoding="utf-8") as f:
             return [
                 {k: float(v) for k, v in r.items() if v not in ("", None)}
                 for r in csv.DictReader(f)

@@ -1,0 +1,147 @@
+"""``efm probe``: linear probes of a run's frozen encoder, written into its report.
+
+efm probe --run-dir runs/epi250k-demo-1a2b3c4d            # the run's config and newest checkpoint
+efm probe recipe=epi250k --checkpoint PATH [overrides]
+efm probe recipe=epi250k --random-init                    # the untrained-encoder baseline
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from efm.errors import EfmError, UsageError
+
+log = logging.getLogger("efm.evaluate.run")
+
+
+def load_encoder(cfg: dict[str, Any], checkpoint: str | Path | None) -> Any:
+    """The recipe's objective (representation + backbone) with the checkpoint's weights, if given."""
+    import torch
+
+    from efm.train import checkpoint as ckpt
+    from efm.train.loop import build_objective
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(cfg["train"]["seed"]))
+        objective = build_objective(cfg)
+    if checkpoint is not None:
+        ckpt.load_weights(Path(checkpoint), objective)
+    return objective
+
+
+def probe(
+    cfg: dict[str, Any],
+    shards: str | Path,
+    run_dir: str | Path,
+    checkpoint: str | Path | None,
+    name: str = "pretrained",
+) -> dict[str, Any]:
+    """Embed every epoch with the frozen encoder, cache the embeddings, probe ``eval.tasks``."""
+    import torch
+
+    from efm.evaluate.probe import embed_shards, probe_tasks
+    from efm.train.loop import autocast_dtype
+
+    ev = cfg["eval"]
+    run_dir = Path(run_dir)
+    objective = load_encoder(cfg, checkpoint)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    amp = autocast_dtype(str(cfg["train"]["precision"]), device)
+    x, metas = embed_shards(
+        objective, shards, int(ev["batch_size"]), int(ev["max_epochs"]), device, amp
+    )
+    cache = run_dir / "embeddings" / f"{name}.npz"
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(
+        cache,
+        x=x,
+        patient_id=[str(m.get("patient_id")) for m in metas],
+        key=[str(m.get("key")) for m in metas],
+    )
+    results = probe_tasks(x, metas, list(ev["tasks"]), ev)
+    return {
+        "encoder": name,
+        "checkpoint": str(checkpoint) if checkpoint else None,
+        "embed_dim": int(x.shape[1]),
+        "embeddings": str(cache),
+        "tasks": results,
+    }
+
+
+def summary_lines(probes: dict[str, Any]) -> list[str]:
+    """One line per probed task: kappa, balanced accuracy and AUROC with their spread."""
+    out = []
+    for task, r in probes.items():
+        if "skipped" in r:
+            out.append(f"probe {task}: skipped ({r['skipped']})")
+            continue
+        m, s = r["mean"], r["std"]
+        out.append(
+            f"probe {task}: kappa {m['kappa']:.3f} ± {s['kappa']:.3f}, balanced accuracy "
+            f"{m['balanced_accuracy']:.3f} ± {s['balanced_accuracy']:.3f}, AUROC "
+            f"{m['auroc']:.3f} ± {s['auroc']:.3f} ({len(r['per_seed'])} patient-level splits, "
+            f"{r['n_patients']} patients)"
+        )
+    return out
+
+
+def cli(argv: list[str]) -> int:
+    """``efm probe`` entry point (raw argv after the subcommand)."""
+    from efm.config import compose, validate
+
+    p = argparse.ArgumentParser(prog="efm probe", description=(__doc__ or "").split("\n\n")[0])
+    p.add_argument("--run-dir", help="a run directory (its config.yaml and newest checkpoint)")
+    p.add_argument("--checkpoint", help="a checkpoint directory or model.safetensors file")
+    p.add_argument("--random-init", action="store_true", help="probe the untrained encoder")
+    p.add_argument("overrides", nargs="*", metavar="recipe=NAME key=value")
+    args = p.parse_args(argv)
+    if args.run_dir and not any(o.startswith("recipe=") for o in args.overrides):
+        import yaml
+
+        path = Path(args.run_dir) / "config.yaml"
+        if not path.is_file():
+            raise UsageError(f"{args.run_dir} has no config.yaml: is it an efm run directory?")
+        cfg = validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+    elif args.overrides:
+        cfg = compose(args.overrides)
+    else:
+        raise UsageError(
+            "usage: efm probe --run-dir DIR | efm probe recipe=NAME [--checkpoint PATH]"
+        )
+    from efm.train import checkpoint as ckpt
+    from efm.train.run import ensure_shards
+    from efm.train.rundir import default_run_dir
+
+    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(cfg)
+    checkpoint: Path | None = None
+    if not args.random_init:
+        checkpoint = Path(args.checkpoint) if args.checkpoint else ckpt.latest(run_dir)
+        if checkpoint is None:
+            raise EfmError(
+                f"no checkpoint in {run_dir}; train first (`efm pretrain ...`), pass "
+                "--checkpoint PATH, or --random-init for the untrained baseline"
+            )
+    shards = ensure_shards(cfg)
+    name = "random_init" if args.random_init else "pretrained"
+    result = probe(cfg, shards, run_dir, checkpoint, name)
+    from efm.evaluate.report import write_report
+
+    report_path = run_dir / "report.json"
+    report = (
+        json.loads(report_path.read_text()) if report_path.is_file() else {"recipe": cfg["recipe"]}
+    )
+    report.setdefault("encoders", {})[name] = result
+    if name == "pretrained" or "probes" not in report:
+        report["probes"] = result["tasks"]
+    md, _ = write_report(run_dir, report)
+    for line in summary_lines(result["tasks"]):
+        sys.stdout.write(line + "\n")
+    sys.stdout.write(f"report: {md}\n")
+    return 0

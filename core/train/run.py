@@ -1,0 +1,145 @@
+"""``efm run`` (prepare, pretrain, probe, report) and ``efm pretrain``.
+
+``run(cfg)`` says in its first lines which recipe and profile it runs and whether it uses the
+embedded demo corpus, then: shards = ``efm.data.ensure_shards(cfg)`` (prepared once, cached);
+pretraining (``efm.train.loop``) into the run directory, resuming it if it exists; linear probes of
+the frozen encoder (``efm.evaluate``), for the pretrained encoder and for the same encoder at random
+initialisation as a baseline; a report (``report.md`` / ``report.json``) in the run directory.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from efm.errors import EfmError, UsageError
+
+log = logging.getLogger("efm.train.run")
+
+
+def _say(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def ensure_shards(cfg: dict[str, Any]) -> Path:
+    """``efm.data.ensure_shards`` (imported lazily), with a clear error while it is unavailable."""
+    try:
+        from efm.data import ensure_shards as _ensure
+    except ImportError as exc:
+        raise EfmError(
+            "the data pipeline (efm.data.ensure_shards) is not available in this installation; "
+            f"it is needed to prepare shards ({exc})"
+        ) from exc
+    return Path(_ensure(cfg))
+
+
+def header(cfg: dict[str, Any]) -> list[str]:
+    """The first lines of a run: recipe, profile, data source, model and schedule."""
+    data, t = cfg.get("data") or {}, cfg["train"]
+    profile = data.get("profile", "auto")
+    if data.get("root") in (None, ""):
+        source = (
+            f"the embedded demo corpus ({data.get('demo_patients')} patients x "
+            f"{data.get('demo_minutes')} min, generated once and cached)"
+        )
+    else:
+        source = f"recordings under {data['root']}"
+    names = [
+        str((cfg.get(n) or {}).get("name")) for n in ("representation", "backbone", "objective")
+    ]
+    return [
+        f"efm run: recipe {cfg.get('recipe')!r}, profile {profile!r}, on {source}",
+        f"model: {' -> '.join(names)}; {t['steps']} steps of batch {t['batch_size']}; "
+        f"probes: {', '.join(cfg['eval']['tasks'])}",
+    ]
+
+
+def run(cfg: dict[str, Any]) -> int:
+    """Prepare (if needed), pretrain, probe and report; return the exit status."""
+    from efm.evaluate.report import write_report
+    from efm.evaluate.run import probe, summary_lines
+    from efm.train.loop import pretrain
+    from efm.train.rundir import default_run_dir
+
+    lines = header(cfg)
+    for line in lines:
+        _say(line)
+    times: dict[str, float] = {}
+    t0 = time.perf_counter()
+    shards = ensure_shards(cfg)
+    times["prepare_s"] = time.perf_counter() - t0
+    from efm.train.loader import read_manifest
+
+    manifest = read_manifest(shards)
+    _say(f"data: {manifest.get('n_epochs')} epochs in {len(manifest['urls'])} shard(s) at {shards}")
+    run_dir = default_run_dir(cfg)
+    _say(f"run directory: {run_dir}")
+
+    t0 = time.perf_counter()
+    result = pretrain(cfg, shards, run_dir)
+    times["pretrain_s"] = time.perf_counter() - t0
+    if result.losses:
+        _say(
+            f"pretrained steps {result.start_step}..{result.steps}: loss {result.losses[0]:.4g} -> "
+            f"{result.losses[-1]:.4g}, {result.samples_per_s:.1f} samples/s"
+        )
+    else:
+        _say(f"pretraining already complete ({result.steps} steps); reusing {result.checkpoint}")
+
+    t0 = time.perf_counter()
+    pretrained = probe(cfg, shards, run_dir, result.checkpoint, "pretrained")
+    baseline = probe(cfg, shards, run_dir, None, "random_init")
+    times["probe_s"] = time.perf_counter() - t0
+    for line in summary_lines(pretrained["tasks"]):
+        _say(line)
+    for line in summary_lines(baseline["tasks"]):
+        _say("baseline (random-init encoder) " + line)
+
+    from efm.train.rundir import Metrics
+
+    rows = Metrics.read_csv(run_dir / "metrics.csv")
+    report = {
+        "recipe": cfg.get("recipe"),
+        "header": lines,
+        "train": {
+            "steps": result.steps,
+            "start_step": result.start_step,
+            "steps_run": len(result.losses),
+            "batch_size": cfg["train"]["batch_size"],
+            "first_loss": rows[0]["loss"] if rows else float("nan"),
+            "last_loss": rows[-1]["loss"] if rows else float("nan"),
+            "samples_per_s": result.samples_per_s,
+            "checkpoint": str(result.checkpoint),
+        },
+        "probes": pretrained["tasks"],
+        "encoders": {"pretrained": pretrained, "random_init": baseline},
+        "times": times,
+        "shards": str(shards),
+    }
+    md, _ = write_report(run_dir, report)
+    _say(f"report: {md}")
+    return 0
+
+
+def cli_pretrain(argv: list[str]) -> int:
+    """``efm pretrain recipe=NAME [overrides]``: prepare if needed and pretrain, without probes."""
+    from efm.config import compose
+    from efm.train.loop import pretrain
+    from efm.train.rundir import default_run_dir
+
+    if not argv or argv[0] in ("-h", "--help"):
+        _say("usage: efm pretrain recipe=NAME [key=value ...]   (see `efm run`)")
+        if not argv:
+            raise UsageError("efm pretrain needs recipe=NAME")
+        return 0
+    cfg = compose(argv)
+    for line in header(cfg)[:2]:
+        _say(line.replace("efm run:", "efm pretrain:"))
+    shards = ensure_shards(cfg)
+    result = pretrain(cfg, shards, default_run_dir(cfg))
+    _say(f"checkpoint: {result.checkpoint}")
+    return 0
