@@ -10,7 +10,7 @@ chunk by chunk and rescales to float; "cold" passes first evict the file from th
 ``posix_fadvise(DONTNEED)``. Read calls are counted twice: by the reader's own counter and by the
 kernel (``/proc/self/io`` ``syscr``); mmap page faults come from ``getrusage``.
 
-Usage: ``python benchmarks/readers.py [--fork /tmp/necfork] [--minutes 10] [--out FILE]``
+Usage: ``python benchmarks/readers.py [--fork /tmp/necfork] [--minutes 10] [--fork-minutes 1]``
 """
 
 from __future__ import annotations
@@ -132,6 +132,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--fork", help="folder with necfork/nicoletrawio.py (outside the repo)")
     ap.add_argument("--minutes", type=float, default=10.0)
+    ap.add_argument("--fork-minutes", type=float, default=1.0)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "readers.json"))
     args = ap.parse_args(argv)
@@ -203,34 +204,37 @@ def main(argv=None):
         )
     )
 
-    # Nicolet: one segment, one stream (the fork reads only that layout correctly), 32 ch at 512 Hz
-    rng = np.random.default_rng(0)
-    n = int(secs * 512)
-    chans = [efix.EChannel(f"E{i:02d}", 512.0, 0.1) for i in range(32)]
-    espec = efix.ESpec(
-        chans,
-        [(datetime(2024, 5, 2, 9, 0, 0), secs)],
-        [rng.integers(-3000, 3000, n).astype("<i2") for _ in chans],
-        section_s=1.0,
-    )
-    efile = efix.write_e(tmp / "bench.e", espec)
-    del espec
-    results["files"]["nicolet"] = {
-        "channels": 32,
-        "sfreq": 512,
-        "minutes": args.minutes,
-        "MB": efile.stat().st_size / 1e6,
-        "section_s": 1.0,
-    }
+    # Nicolet: one segment, one stream (the only layout the fork reads right), 32 ch at 512 Hz
+    def nicolet_file(name, minutes):
+        rng = np.random.default_rng(0)
+        n = int(minutes * 60 * 512)
+        chans = [efix.EChannel(f"E{i:02d}", 512.0, 0.1) for i in range(32)]
+        raw = [rng.integers(-3000, 3000, n).astype("<i2") for _ in chans]
+        espec = efix.ESpec(
+            chans, [(datetime(2024, 5, 2, 9, 0, 0), minutes * 60)], raw, section_s=1.0
+        )
+        path = efix.write_e(tmp / name, espec)
+        info = {
+            "channels": 32,
+            "sfreq": 512,
+            "minutes": minutes,
+            "section_s": 1.0,
+            "MB": path.stat().st_size / 1e6,
+        }
+        return path, info
 
-    def ours_e():
-        r = NicoletBufferedRawIO(efile)
-        r.parse_header()
-        return r
+    def ours_e(path):
+        def make():
+            r = NicoletBufferedRawIO(path)
+            r.parse_header()
+            return r
 
+        return make
+
+    efile, results["files"]["nicolet"] = nicolet_file("bench.e", args.minutes)
     results["runs"] += bench(
         "efm NicoletBufferedRawIO",
-        ours_e,
+        ours_e(efile),
         efile,
         512,
         chunks_s,
@@ -239,42 +243,53 @@ def main(argv=None):
         counter=lambda r: r.file,
     )
     if args.fork and Path(args.fork, "necfork", "nicoletrawio.py").exists():
+        # the fork's per-chunk index scans grow with file size: compare on a shorter file
         sys.path.insert(0, args.fork)
         from necfork.nicoletrawio import NicoletRawIO
 
+        ffile, info = nicolet_file("fork.e", args.fork_minutes)
+
         def fork_e():
-            r = NicoletRawIO(str(efile))
+            r = NicoletRawIO(str(ffile))
             r.parse_header()
             return r
 
         results["runs"] += bench(
-            "SEC fork NicoletRawIO (memmap)",
-            fork_e,
-            efile,
+            "efm NicoletBufferedRawIO (fork file)",
+            ours_e(ffile),
+            ffile,
             512,
             chunks_s,
             0,
             args.repeats,
+            counter=lambda r: r.file,
+        )
+        results["runs"] += bench(
+            "SEC fork NicoletRawIO (memmap)",
+            fork_e,
+            ffile,
+            512,
+            chunks_s,
+            0,
+            1,
             rescale=lambda r, raw, s: raw,
         )
-        a, f = ours_e(), fork_e()
-        first = a.rescale_signal_raw_to_float(
-            a.get_analogsignal_chunk(0, 0, 0, 512, 0), "float64", 0
-        )
-        later = a.rescale_signal_raw_to_float(
-            a.get_analogsignal_chunk(0, 0, 512, 1024, 0), "float64", 0
-        )
-        results["files"]["nicolet"]["fork"] = {
-            "source": "Swiss-Epilepsy-Center/python-neo@c1c04378 + 256-byte signal-info skip",
-            "first_chunk_equal": bool(
-                np.allclose(first, f.get_analogsignal_chunk(0, 0, 0, 512, 0))
-            ),
-            "second_chunk_equal": bool(
-                np.allclose(later, f.get_analogsignal_chunk(0, 0, 512, 1024, 0))
-            ),
+        a, f = ours_e(ffile)(), fork_e()
+        equal = []
+        for i0 in (0, 512, 5 * 512):
+            mine = a.rescale_signal_raw_to_float(
+                a.get_analogsignal_chunk(0, 0, i0, i0 + 512, 0), "float64", 0
+            )
+            equal.append(bool(np.allclose(mine, f.get_analogsignal_chunk(0, 0, i0, i0 + 512, 0))))
+        info["fork"] = {
+            "source": "Swiss-Epilepsy-Center/python-neo@c1c04378 neo/rawio/"
+            "nicoletrawio.py + 256-byte signal-info skip, run outside the repo",
+            "chunks_equal_to_efm_at_0_1_5_s": equal,
+            "repeats": 1,
         }
+        results["files"]["nicolet_fork_comparison"] = info
     else:
-        results["files"]["nicolet"]["fork"] = "not run (no --fork folder given)"
+        results["files"]["nicolet_fork_comparison"] = "not run (no --fork folder given)"
     Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
     print(f"wrote {args.out}", file=sys.stderr)
     for p in tmp.iterdir():
