@@ -30,8 +30,10 @@ def test_corpus_is_deterministic_and_cached(small_corpus: Path, efm_cache: Path)
     files = sorted(small_corpus.glob("*/*.edf"))
     assert [f.parent.name for f in files] == ["patient-00", "patient-01", "patient-02"]
     again = demo.generate_recording(efm_cache / "again", 1, 5.5, 0)
-    assert hashlib.sha256(again.read_bytes()).digest() == hashlib.sha256(
-        files[1].read_bytes()).digest()
+    assert (
+        hashlib.sha256(again.read_bytes()).digest()
+        == hashlib.sha256(files[1].read_bytes()).digest()
+    )
     assert demo.ensure_corpus(3, 5.5, 0) == small_corpus  # cached, not regenerated
 
 

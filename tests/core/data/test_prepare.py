@@ -55,16 +55,30 @@ def test_shard_contract(prepared: Path) -> None:
     assert m["n_chans"] == 8 and m["sfreq"] == 250.0 and m["epoch_s"] == 30.0
     assert m["n_epochs"] == sum(s["n_epochs"] for s in m["shards"]) == 33
     assert [s["path"] for s in m["shards"]][:4] == [
-        "shards/shard-000000-000.tar", "shards/shard-000000-001.tar",
-        "shards/shard-000000-002.tar", "shards/shard-000001-000.tar"]
+        "shards/shard-000000-000.tar",
+        "shards/shard-000000-001.tar",
+        "shards/shard-000000-002.tar",
+        "shards/shard-000001-000.tar",
+    ]
     got = samples(prepared)
     assert len(got) == 33
     key, sig, meta = got[0]
     assert key == "patient-00-patient-00_rec-01_00000" and "." not in key
     assert sig.dtype == np.float16 and sig.shape == (8, 7500)
     assert 5 < float(sig.astype(np.float32).std()) < 200  # µV
-    for field in ("patient_id", "recording_id", "epoch_index", "start_s", "sfreq", "ch_names",
-                  "ch_types", "ch_pos", "modality", "labels", "quality"):
+    for field in (
+        "patient_id",
+        "recording_id",
+        "epoch_index",
+        "start_s",
+        "sfreq",
+        "ch_names",
+        "ch_types",
+        "ch_pos",
+        "modality",
+        "labels",
+        "quality",
+    ):
         assert field in meta
     assert meta["patient_id"] == "patient-00" and meta["ch_names"][0] == "left_frontal"
     assert set(meta["labels"]) >= {"seizure", "events", "sleep_stage"}
@@ -74,10 +88,13 @@ def test_shard_contract(prepared: Path) -> None:
     assert m["label_counts"]["seizure"]["1"] == sum(seizure)
 
 
-def test_second_run_skips_everything(prepared: Path, small_corpus: Path,
-                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_second_run_skips_everything(
+    prepared: Path, small_corpus: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     before = shard_contents(prepared)
-    assert run_cli(f"data.root={small_corpus}", f"out={prepared}", "pipeline.shard_max_epochs=4") == 0
+    assert (
+        run_cli(f"data.root={small_corpus}", f"out={prepared}", "pipeline.shard_max_epochs=4") == 0
+    )
     assert "3 already done" in capsys.readouterr().out
     assert shard_contents(prepared) == before
 
@@ -86,13 +103,17 @@ def test_changed_config_refuses_same_out(prepared: Path, small_corpus: Path) -> 
     from efm.errors import EfmError
 
     with pytest.raises(EfmError, match="pipeline.l_freq"):
-        run_cli(f"data.root={small_corpus}", f"out={prepared}", "pipeline.shard_max_epochs=4",
-                "pipeline.l_freq=1.0")
+        run_cli(
+            f"data.root={small_corpus}",
+            f"out={prepared}",
+            "pipeline.shard_max_epochs=4",
+            "pipeline.l_freq=1.0",
+        )
 
 
-def test_bad_inputs_are_logged_and_the_run_goes_on(small_corpus: Path, real_data: Path,
-                                                   tmp_path: Path,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_inputs_are_logged_and_the_run_goes_on(
+    small_corpus: Path, real_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     root = tmp_path / "in"
     root.mkdir()
     good = sorted(small_corpus.glob("*/*.edf"))[0]
@@ -110,11 +131,20 @@ def test_bad_inputs_are_logged_and_the_run_goes_on(small_corpus: Path, real_data
     assert run_cli(f"data.root={root}", f"out={out}") == 1
     text = capsys.readouterr().out
     assert "1 ok" in text and "6 failed" in text
-    fails = {f["source"]: f for f in map(json.loads, (out / "logs" / "failures-000-of-001.jsonl")
-                                         .read_text().splitlines())}
+    fails = {
+        f["source"]: f
+        for f in map(
+            json.loads, (out / "logs" / "failures-000-of-001.jsonl").read_text().splitlines()
+        )
+    }
     assert {k: v["kind"] for k, v in fails.items()} == {
-        "b_truncated.edf": "truncated", "c_zero.edf": "zero-length", "d_corrupt.edf": "corrupt",
-        "e_wrongname.edf": "unknown-format", "f_layout.set": "layout", "g_short.edf": "too-short"}
+        "b_truncated.edf": "truncated",
+        "c_zero.edf": "zero-length",
+        "d_corrupt.edf": "corrupt",
+        "e_wrongname.edf": "unknown-format",
+        "f_layout.set": "layout",
+        "g_short.edf": "too-short",
+    }
     assert all(f["reason"] and "\n" not in f["reason"] for f in fails.values())
     m = json.loads((out / "manifest.json").read_text())
     assert m["n_recordings"] == 1 and m["n_failed"] == 6 and m["complete"]
@@ -123,16 +153,27 @@ def test_bad_inputs_are_logged_and_the_run_goes_on(small_corpus: Path, real_data
 def test_partitions_cover_the_whole_run(prepared: Path, small_corpus: Path, tmp_path: Path) -> None:
     out = tmp_path / "parts"
     for i in range(2):
-        assert run_cli(f"data.root={small_corpus}", f"out={out}", "pipeline.shard_max_epochs=4",
-                       "--shard-index", str(i), "--num-shards", "2") == 0
+        assert (
+            run_cli(
+                f"data.root={small_corpus}",
+                f"out={out}",
+                "pipeline.shard_max_epochs=4",
+                "--shard-index",
+                str(i),
+                "--num-shards",
+                "2",
+            )
+            == 0
+        )
     assert shard_contents(out) == shard_contents(prepared)
     m = json.loads((out / "manifest.json").read_text())
     assert m["complete"] and m["n_epochs"] == 33
 
 
 def _kill_when(cmd: list[str], env: dict[str, str], out: Path, ready) -> None:
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     deadline = time.monotonic() + 60
     while proc.poll() is None and time.monotonic() < deadline and not ready(out):
         time.sleep(0.002)
@@ -150,31 +191,66 @@ def _tmp_exists(out: Path) -> bool:
     return (out / "shards").is_dir() and any(".tmp" in p.name for p in (out / "shards").iterdir())
 
 
-@pytest.mark.parametrize("point", ["startup", "mid-shard", "after-1-file", "after-2-files"])
-def test_kill_and_resume_gives_identical_shards(point: str, prepared: Path, small_corpus: Path,
-                                                tmp_path: Path, efm_cache: Path) -> None:
+def test_kill_and_resume_gives_identical_shards(
+    prepared: Path, small_corpus: Path, tmp_path: Path, efm_cache: Path
+) -> None:
+    """Kill -9 at startup, mid-shard, after one more file, mid-shard again; then finish."""
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "efm.cli", "prepare", "recipe=epi250k", *FAST,
-           f"data.root={small_corpus}", f"out={out}", "pipeline.shard_max_epochs=4"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "efm.cli",
+        "prepare",
+        "recipe=epi250k",
+        *FAST,
+        f"data.root={small_corpus}",
+        f"out={out}",
+        "pipeline.shard_max_epochs=4",
+    ]
     env = {**os.environ, "EFM_CACHE": str(efm_cache), "PYTHONPATH": str(ROOT)}
-    ready = {"startup": lambda o: (o / "config.json").exists(),
-             "mid-shard": _tmp_exists,
-             "after-1-file": lambda o: _resume_lines(o) >= 1,
-             "after-2-files": lambda o: _resume_lines(o) >= 2}[point]
-    _kill_when(cmd, env, out, ready)
-    assert not (out / "manifest.json").exists() or point == "after-2-files"
+    points = [
+        ("startup", lambda o, n0: (o / "config.json").exists()),
+        ("mid-shard", lambda o, n0: _tmp_exists(o)),
+        ("one more file", lambda o, n0: _resume_lines(o) >= n0 + 1),
+        ("mid-shard again", lambda o, n0: _tmp_exists(o)),
+    ]
+    for name, ready in points:
+        n0 = _resume_lines(out)
+        _kill_when(cmd, env, out, lambda o, r=ready, n=n0: r(o, n))
+        assert _resume_lines(out) < 3, f"the run finished before the kill point {name!r}"
+    assert _tmp_exists(out) or _resume_lines(out) >= 1  # something was left to clean up or resume
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
+    assert not _tmp_exists(out)
     assert shard_contents(out) == shard_contents(prepared)
     assert [k for k, _, _ in samples(out)] == [k for k, _, _ in samples(prepared)]
     assert _resume_lines(out) == 3
 
 
+def test_process_pool_gives_identical_shards(
+    prepared: Path, small_corpus: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "pool"
+    assert (
+        run_cli(
+            f"data.root={small_corpus}", f"out={out}", "pipeline.shard_max_epochs=4", "workers=2"
+        )
+        == 0
+    )
+    assert shard_contents(out) == shard_contents(prepared)
+
+
 def test_ensure_shards_prepares_the_demo_once(efm_cache: Path) -> None:
     from efm.data.prepare import compose_data
 
-    cfg = compose_data(["recipe=epi250k", "data.demo_patients=2", "data.demo_minutes=5",
-                        "pipeline.sleep_staging=none"])
+    cfg = compose_data(
+        [
+            "recipe=epi250k",
+            "data.demo_patients=2",
+            "data.demo_minutes=5",
+            "pipeline.sleep_staging=none",
+        ]
+    )
     out = ensure_shards(cfg)
     assert out.parent == efm_cache / "shards" and out.name.startswith("epi250k-")
     m = json.loads((out / "manifest.json").read_text())
@@ -189,8 +265,18 @@ def test_ieeg_path_keeps_every_channel(real_data: Path, tmp_path: Path) -> None:
     root.mkdir()
     shutil.copy(real_data / "eegmat" / "Subject00_1.edf", root)
     out = tmp_path / "out"
-    assert prepare.cli(["recipe=diver1-iEEG", *FAST, f"data.root={root}", f"out={out}",
-                        "pipeline.min_epochs=2"]) == 0
+    assert (
+        prepare.cli(
+            [
+                "recipe=diver1-iEEG",
+                *FAST,
+                f"data.root={root}",
+                f"out={out}",
+                "pipeline.min_epochs=2",
+            ]
+        )
+        == 0
+    )
     _, sig, meta = samples(out)[0]
     assert sig.shape == (21, 15000) and meta["sfreq"] == 500.0
     assert meta["ch_types"].count("ecg") == 1 and len(meta["ch_pos"]) == 21
