@@ -1,5 +1,5 @@
-"""The MOIRAI / DIVER-1 backbone: suite, golden values from the DIVER-1 release, packing, attention
-paths, masking, RoPE, muP bookkeeping and the checkpoint key filter."""
+"""The MOIRAI / DIVER-1 backbone: golden values from the DIVER-1 release, packing, attention paths,
+masking, RoPE, muP bookkeeping and the checkpoint key filter (BackboneSuite: test_backbones.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import torch
 
 from efm import registry
 from efm.interfaces import Tokens
-from efm.testing.suites import BackboneSuite, requires_cuda
+from efm.testing.suites import requires_cuda
 from efm_plugins.backbones._attention import apply_rope
 from efm_plugins.backbones.moirai import (
     Moirai,
@@ -34,10 +34,6 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
-
-
-class TestMoiraiSuite(BackboneSuite):
-    names = ["moirai_test"]
 
 
 def _synthetic(key: str, shape: tuple[int, ...]) -> torch.Tensor:
