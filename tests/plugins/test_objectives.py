@@ -216,3 +216,17 @@ def test_mae_errors() -> None:
     token.accepts = ("token",)
     with pytest.raises(ConfigError, match="image backbone"):
         MAE(token, nn.Identity(), **TINY_DECODER)
+
+
+def test_mae_bf16_autocast() -> None:
+    """bf16 autocast (the GPU training precision) runs and stays close to fp32; the loss is fp32."""
+    torch.manual_seed(0)
+    mae = MAE(hiera_test(input_size=(64, 96), in_chans=3), nn.Identity(), **TINY_DECODER)
+    x = torch.randn(2, 3, 64, 96)
+    mask = mae.random_mask(2, "cpu")
+    with torch.no_grad():
+        ref = mae.forward_image(x, mask=mask).loss
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = mae.forward_image(x.bfloat16(), mask=mask).loss
+    assert out.dtype == torch.float32
+    assert abs(float(out) - float(ref)) < 0.05 * float(ref)
