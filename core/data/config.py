@@ -36,7 +36,7 @@ class PipelineConfig:
     averages them into the regions of ``regions`` (``default`` or a YAML file); ``ieeg`` keeps every
     channel. ``notch`` None detects 50 or 60 Hz from the spectrum, 0 disables it. An annotated event
     labels an epoch when it overlaps it by ``label_min_overlap_s`` (or entirely, when shorter).
-    ``taxonomy`` is ``default`` or a YAML file in the format of ``efm/data/data/taxonomy.yaml``.
+    ``taxonomy`` is ``default`` or a YAML file in the format of ``efm/data/taxonomy.yaml``.
     """
 
     path: str = "eeg"  # "eeg": 10-20 channels averaged to regions; "ieeg": every channel kept

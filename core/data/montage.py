@@ -4,7 +4,7 @@ Names are matched after removing device prefixes (``EEG``, ``POL``), reference s
 ``-LE``, ``-AVG``, ``-A1`` ...), trailing dots (EEGMMIDB's ``Fc5.``) and case; the old names T3, T4,
 T5, T6 are aliases of T7, T8, P7, P8. A name whose two halves are both electrodes (``Fp1-F7``) is a
 bipolar derivation, which the regional path cannot use. The regional grouping is data
-(``efm/data/data/regions.yaml`` or a YAML file given as ``pipeline.regions``).
+(``efm/data/regions.yaml`` or a YAML file given as ``pipeline.regions``).
 """
 
 from __future__ import annotations
@@ -192,7 +192,7 @@ def load_regions(source: str = "default") -> dict[str, tuple[str, ...]]:
 @lru_cache(maxsize=8)
 def _load_regions(source: str, stamp: int) -> dict[str, tuple[str, ...]]:
     if source == "default":
-        text = resources.files("efm.data").joinpath("data/regions.yaml").read_text("utf-8")
+        text = resources.files("efm.data").joinpath("regions.yaml").read_text("utf-8")
     else:
         if not Path(source).is_file():
             raise ConfigError(

@@ -1,6 +1,6 @@
 """Stages 4-5: annotations to clinical events through the bilingual keyword taxonomy, then to labels.
 
-The taxonomy is data (``efm/data/data/taxonomy.yaml``): 5 categories, their subcategories and
+The taxonomy is data (``efm/data/taxonomy.yaml``): 5 categories, their subcategories and
 German and English keywords. :func:`classify` maps one annotation text to a subcategory;
 :func:`epoch_labels` turns a recording's annotations into per-epoch labels: binary tasks
 (``seizure``, ``interictal``, ``artefact``), ``sleep_stage`` where annotated, and the list of
@@ -84,7 +84,7 @@ def load(source: str = "default") -> Taxonomy:
 @lru_cache(maxsize=8)
 def _load_cached(source: str, stamp: int) -> Taxonomy:
     if source == "default":
-        text = resources.files("efm.data").joinpath("data/taxonomy.yaml").read_text("utf-8")
+        text = resources.files("efm.data").joinpath("taxonomy.yaml").read_text("utf-8")
     else:
         text = Path(source).read_text(encoding="utf-8")
     doc = yaml.safe_load(text) or {}
