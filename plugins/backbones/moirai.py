@@ -320,7 +320,22 @@ class Moirai(nn.Module):
         )
 
     def embed(self, x: Tokens) -> torch.Tensor:
-        """Mean of the real token features over valid channels and patches: ``[B, d]``."""
+        """Mean of the real token features over valid channels and patches: ``[B, d]``.
+
+        With ``embed_window`` set and a longer input, the mean over consecutive windows of that many
+        patches (a trailing partial window is dropped), each encoded on its own.
+        """
+        w, n = self.cfg.embed_window, x.patches.shape[2]
+        if w and n > w:
+            k = n // w
+
+            def rep(t: torch.Tensor) -> torch.Tensor:
+                return t.repeat_interleave(k, dim=0)
+
+            patches = rearrange(x.patches[:, :, : k * w], "b c (k n) p -> (b k) c n p", k=k)
+            windows = Tokens(patches, rep(x.channel_mask), rep(x.ch_type), rep(x.ch_pos),
+                             rep(x.modality), rep(x.subtype), x.sfreq)  # fmt: skip
+            return rearrange(self.embed(windows), "(b k) d -> b k d", k=k).mean(1)
         out = self(x)
         c, n = out.extra["grid"]
         w = out.extra["channel_mask"].to(out.features.dtype).repeat_interleave(n, dim=1)[..., None]

@@ -64,6 +64,9 @@ class MoiraiConfig:
         of attending over padded channels.
     pack_len : int
         Row length for packing; rows are at least as long as the longest sample.
+    embed_window : int
+        :meth:`embed` of inputs longer than this many patches averages the embeddings of
+        consecutive windows of this length (e.g. the training crop); 0: embed the whole input.
     """
 
     d_model: int = 256
@@ -83,6 +86,7 @@ class MoiraiConfig:
     attention: str = "auto"
     pack: bool = False
     pack_len: int = 0
+    embed_window: int = 0
 
 
 def size_defaults(size: str) -> dict[str, int]:

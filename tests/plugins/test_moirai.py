@@ -251,3 +251,15 @@ def test_wrong_patch_length_is_a_clear_error() -> None:
     tok = model.example_input(1)
     with pytest.raises(MoiraiError, match="patch_len"):
         model(replace(tok, patches=tok.patches[..., :40]))
+
+
+def test_embed_window_averages_window_embeddings() -> None:
+    model = _model(embed_window=5)
+    tok = model.example_input(2, n_patches=11)  # two windows of 5, the last patch dropped
+    with torch.no_grad():
+        whole = model.embed(tok)
+        halves = [
+            Moirai.embed(_model(), replace(tok, patches=tok.patches[:, :, i * 5 : (i + 1) * 5]))
+            for i in range(2)
+        ]
+    torch.testing.assert_close(whole, (halves[0] + halves[1]) / 2)
