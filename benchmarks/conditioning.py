@@ -54,8 +54,15 @@ def make_recording(hours: float, sfreq: float, seed: int = 0):
     t = np.arange(n, dtype=np.float32) / sfreq
     x += 10e-6 * np.sin(2 * np.pi * 10 * t) + 3e-6 * np.sin(2 * np.pi * 50 * t)
     names = [f"EEG {c}-REF" for c in STANDARD_1020]
-    return Recording(x.astype(np.float32), sfreq, names, ["eeg"] * 19, patient_id="b",
-                     recording_id="bench", source="memory")
+    return Recording(
+        x.astype(np.float32),
+        sfreq,
+        names,
+        ["eeg"] * 19,
+        patient_id="b",
+        recording_id="bench",
+        source="memory",
+    )
 
 
 def timed(fn, repeats: int) -> float:
@@ -66,6 +73,69 @@ def timed(fn, repeats: int) -> float:
         fn()
         best = min(best, time.perf_counter() - t0)
     return best
+
+
+def bench_rate(sfreq: float, hours_in: float, repeats: int, pipe: dict) -> list[dict]:
+    """Every case on one recording at ``sfreq``."""
+    import mne
+
+    from efm.data import conditioning, edf, pipeline
+
+    rec = make_recording(hours_in, sfreq)
+    hours = rec.duration / 3600
+    results = []
+    cases = {
+        "efm.condition": lambda: conditioning.condition(rec.data, sfreq, 250.0, 0.5, 100.0, None),
+        "efm.stages_3_9": lambda: pipeline.process_recording(rec, pipe),
+    }
+
+    def baseline() -> None:
+        info = mne.create_info(rec.ch_names, sfreq, "eeg")
+        raw = mne.io.RawArray(rec.data.astype(np.float64), info, verbose="error")
+        raw.notch_filter(50.0, n_jobs=1, verbose="error")
+        raw.filter(0.5, 100.0, n_jobs=1, verbose="error")
+        raw.resample(250.0, n_jobs=1, verbose="error")
+
+    cases["mne.baseline"] = baseline
+    with tempfile.TemporaryDirectory() as tmp:
+        if float(sfreq).is_integer():
+            src = edf.write_edf(
+                Path(tmp) / "rec.edf",
+                rec.data * 1e6,
+                sfreq,
+                rec.ch_names,
+                [(0.0, 0.0, "Aufnahmebeginn")],
+            )
+            task = {
+                "path": str(src),
+                "rel": "rec.edf",
+                "file_index": 0,
+                "out": tmp,
+                "done": set(),
+                "reader": "mne",
+                "reader_cfg": {},
+                "pipeline": pipe,
+                "patient_regex": r"^[^_.]+",
+            }
+            cases["efm.file"] = lambda: pipeline.process_file(task)
+        for name, fn in cases.items():
+            sec = timed(fn, repeats)
+            row = {
+                "case": name,
+                "sfreq": sfreq,
+                "n_chans": 19,
+                "hours": round(hours, 4),
+                "seconds": round(sec, 4),
+                "x_realtime": round(hours * 3600 / sec, 1),
+                "hours_per_min_per_core": round(hours / sec * 60, 2),
+            }
+            results.append(row)
+            print(
+                f"{name:<16} {sfreq:>5.0f} Hz  {sec:7.3f} s  {row['x_realtime']:>8.1f}x "
+                f"real time  {row['hours_per_min_per_core']:>7.2f} h/min/core",
+                flush=True,
+            )
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,46 +150,13 @@ def main(argv: list[str] | None = None) -> int:
     import scipy
 
     import efm
-    from efm.data import conditioning, edf, pipeline
     from efm.data.config import PipelineConfig
-    from efm.data.prepare import identity  # noqa: F401  (import cost outside the timings)
 
     mne.set_log_level("ERROR")
     pipe = vars(PipelineConfig(sleep_staging="none"))
     results = []
     for sfreq in args.rates:
-        rec = make_recording(args.hours, sfreq)
-        hours = rec.duration / 3600
-        cases = {
-            "efm.condition": lambda: conditioning.condition(rec.data, sfreq, 250.0, 0.5, 100.0,
-                                                            None),
-            "efm.stages_3_9": lambda: pipeline.process_recording(rec, pipe),
-        }
-
-        def baseline() -> None:
-            raw = mne.io.RawArray(rec.data.astype(np.float64), mne.create_info(
-                rec.ch_names, sfreq, "eeg"), verbose="error")
-            raw.notch_filter(50.0, n_jobs=1, verbose="error")
-            raw.filter(0.5, 100.0, n_jobs=1, verbose="error")
-            raw.resample(250.0, n_jobs=1, verbose="error")
-
-        cases["mne.baseline"] = baseline
-        with tempfile.TemporaryDirectory() as tmp:
-            if float(sfreq).is_integer():
-                src = edf.write_edf(Path(tmp) / "rec.edf", rec.data * 1e6, sfreq, rec.ch_names,
-                                    [(0.0, 0.0, "Aufnahmebeginn")])
-                task = {"path": str(src), "rel": "rec.edf", "file_index": 0, "out": tmp,
-                        "done": set(), "reader": "mne", "reader_cfg": {}, "pipeline": pipe,
-                        "patient_regex": r"^[^_.]+"}
-                cases["efm.file"] = lambda: pipeline.process_file(task)
-            for name, fn in cases.items():
-                sec = timed(fn, args.repeats)
-                row = {"case": name, "sfreq": sfreq, "n_chans": 19, "hours": round(hours, 4),
-                       "seconds": round(sec, 4), "x_realtime": round(hours * 3600 / sec, 1),
-                       "hours_per_min_per_core": round(hours / sec * 60, 2)}
-                results.append(row)
-                print(f"{name:<16} {sfreq:>5.0f} Hz  {sec:7.3f} s  {row['x_realtime']:>8.1f}x "
-                      f"real time  {row['hours_per_min_per_core']:>7.2f} h/min/core", flush=True)
+        results += bench_rate(sfreq, args.hours, args.repeats, pipe)
     for sfreq in args.rates:
         base = next(r for r in results if r["case"] == "mne.baseline" and r["sfreq"] == sfreq)
         for r in results:
@@ -130,11 +167,19 @@ def main(argv: list[str] | None = None) -> int:
         "description": "19-channel recordings, one core, minimum of repeats after a warm-up",
         "repeats": args.repeats,
         "threads": 1,
-        "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                    "cpu_count": os.cpu_count(), "python": sys.version.split()[0],
-                    "load_avg_1m_at_end": round(os.getloadavg()[0], 2)},
-        "versions": {"efm": efm.__version__, "numpy": np.__version__, "scipy": scipy.__version__,
-                     "mne": mne.__version__},
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor(),
+            "cpu_count": os.cpu_count(),
+            "python": sys.version.split()[0],
+            "load_avg_1m_at_end": round(os.getloadavg()[0], 2),
+        },
+        "versions": {
+            "efm": efm.__version__,
+            "numpy": np.__version__,
+            "scipy": scipy.__version__,
+            "mne": mne.__version__,
+        },
         "results": results,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
