@@ -310,7 +310,7 @@ class Hiera(nn.Module):
             "in_chans": in_chans,
             "sep_pos_embed": sep_pos_embed,
         }
-        opt = {k: (_DEFAULTS[d][k] if v is None else v) for k, v in given.items()}
+        opt: dict[str, Any] = {k: (_DEFAULTS[d][k] if v is None else v) for k, v in given.items()}
         tup = {
             k: tuple(int(i) for i in opt[k])
             for k in ("q_stride", "mask_unit_size", "patch_kernel", "patch_stride", "patch_padding")
@@ -405,7 +405,7 @@ class Hiera(nn.Module):
 
     def _reroll(self, x: torch.Tensor, stage: int, n_units: int, spatial: bool) -> torch.Tensor:
         """Stage tokens ``[B, N, C]`` -> ``[B, *grid, C]`` or ``[B, n_units, *unit, C]``."""
-        perm = getattr(self, f"reroll_{stage}")
+        perm: torch.Tensor = getattr(self, f"reroll_{stage}")
         x = rearrange(x, "b (r m) c -> b m r c", m=n_units).index_select(2, perm)
         x = x.reshape(x.shape[0], n_units, *self.stage_units[stage], x.shape[-1])
         if spatial:
@@ -434,9 +434,7 @@ class Hiera(nn.Module):
                 self.head.projection.weight.mul_(1e-3)
                 self.head.projection.bias.mul_(1e-3)
 
-    def load_reference_state_dict(
-        self, state_dict: dict[str, torch.Tensor], strict: bool = True
-    ) -> Any:
+    def load_reference_state_dict(self, state_dict: dict[str, Any], strict: bool = True) -> Any:
         """Load weights saved by the upstream implementation.
 
         Parameters
@@ -511,7 +509,8 @@ class Hiera(nn.Module):
             x = self.patch_embed(x, mask.view(b, *self.mask_spatial_shape))
         else:
             x = self.patch_embed(x)
-        x = (x + self._pos_embed()).index_select(1, self.unroll_idx)  # [B, N, D] unrolled
+        unroll: torch.Tensor = self.unroll_idx  # type: ignore[assignment]
+        x = (x + self._pos_embed()).index_select(1, unroll)  # [B, N, D] unrolled
         if mask is not None:
             ids = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)[:, : counts[0]]
             x = rearrange(x, "b (r m) c -> b r m c", m=n_units)
@@ -613,9 +612,9 @@ def _validate(
             f"hiera: mask_unit_size={list(tup['mask_unit_size'])} must equal "
             f"q_stride ** {len(stages) - 1} = {unit}"
         )
-    k, s, p = tup["patch_kernel"], tup["patch_stride"], tup["patch_padding"]
+    ker, s, p = tup["patch_kernel"], tup["patch_stride"], tup["patch_padding"]
     for j in range(d):
-        tokens = (size[j] + 2 * p[j] - k[j]) // s[j] + 1
+        tokens = (size[j] + 2 * p[j] - ker[j]) // s[j] + 1
         if tokens != size[j] // s[j] or (size[j] // s[j]) % unit[j] or size[j] % s[j]:
             step = s[j] * unit[j]
             problems.append(

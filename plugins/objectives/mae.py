@@ -289,7 +289,7 @@ def build(backbone: Any, representation: Any, **cfg: Any) -> MAE:
     return MAE(backbone, representation, **cfg)
 
 
-def load_reference_mae(mae: MAE, state_dict: dict[str, torch.Tensor], strict: bool = True) -> Any:
+def load_reference_mae(mae: MAE, state_dict: dict[str, Any], strict: bool = True) -> Any:
     """Load an upstream ``MaskedAutoencoderHiera`` checkpoint (its ``model_state``) into ``mae``.
 
     Encoder weights go to ``mae.backbone``; fusion heads, decoder and mask token to ``mae``. The
