@@ -96,6 +96,10 @@ class MAE(nn.Module):
         self.unit = units[-1]
         self.token_grid = tuple(g * u for g, u in zip(self.grid, self.unit))
         self.pred_stride = tuple(i // t for i, t in zip(self.input_size, self.token_grid))
+        if any(i % t for i, t in zip(self.input_size, self.token_grid)):
+            raise ConfigError(
+                [f"mae: input {self.input_size} is not a whole number of tokens {self.token_grid}"]
+            )
         # multi-scale fusion: the last stage at every resolution, mapped to the last stage's width
         self.fused = [
             i for i in range(len(units)) if i == len(units) - 1 or units[i] != units[i + 1]
