@@ -7,8 +7,10 @@ heavy at module level.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,11 +46,22 @@ def ensure_shards(cfg: dict[str, Any], progress: bool = False) -> Path:
 
     out = out_dir(cfg)
     manifest = out / "manifest.json"
-    if manifest.is_file():
+
+    def ready() -> bool:
+        if not manifest.is_file():
+            return False
         m = json.loads(manifest.read_text(encoding="utf-8"))
-        if m.get("complete") and m.get("config_hash") == config_hash(cfg) and m.get("n_epochs"):
+        return bool(
+            m.get("complete") and m.get("config_hash") == config_hash(cfg) and m.get("n_epochs")
+        )
+
+    if ready():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(out.with_name(out.name + ".lock")):  # ranks of one job prepare only once
+        if ready():
             return out
-    summary = prepare(cfg, progress=progress)
+        summary = prepare(cfg, progress=progress)
     for line in format_summary(summary).splitlines():
         log.info(line)
     m = json.loads(manifest.read_text(encoding="utf-8"))
@@ -58,3 +71,19 @@ def ensure_shards(cfg: dict[str, Any], progress: bool = False) -> Path:
             f"{summary['failure_log']}"
         )
     return out
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock on ``path`` (POSIX ``flock``; a no-op where unavailable)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)

@@ -157,7 +157,7 @@ def write_manifest(out: Path, info: dict[str, Any], n_files: int) -> dict[str, A
     }
     if entries:
         manifest["ch_names"] = entries[0]["ch_names"]
-    tmp = out / ("manifest.json" + TMP)
+    tmp = out / f"manifest.json{TMP}-{os.getpid()}"
     tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True), encoding="utf-8")
     os.replace(tmp, out / "manifest.json")
     return manifest
