@@ -74,7 +74,7 @@ class TemporalMatrix(nn.Module):
         b, c, _ = x.shape
         side, rows, cols = self.index(x.shape[-1])
         square = minmax(x32[..., : side * side].reshape(b, c, side, side))  # [B, C, s, s]
-        img = square.index_select(-2, rows).index_select(-1, cols)  # [B, C, S, S]
+        img = square.index_select(-1, cols).index_select(-2, rows)  # [B, C, S, S]
         return img.to(dtype)
 
 

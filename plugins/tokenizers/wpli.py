@@ -10,8 +10,9 @@ flash-eeg builds tapers of the epoch's length but takes ``rfft(..., n=n_fft)``, 
 first ``n_fft`` (512) tapered samples, about 2 s of a 30 s epoch, where the tapers are near zero.
 ``flash_compat=True`` reproduces that; the default tapers and transforms the whole epoch.
 
-The pair work is batched: unique pairs ``i < j`` are gathered at once, band sums are one matmul
-with a [bins, bands] membership matrix, and batches run in memory-bounded chunks.
+The pair work is batched: the taper-summed imaginary cross-spectra of all pairs are one batched
+matmul per bin (``[Im, -Re] @ [Re, Im]^T``), band sums are one matmul with a [bins, bands] mean
+matrix, and batches run in memory-bounded chunks.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import ClassVar
 
 import numpy as np
 import torch
+from einops import rearrange
 from torch import nn
 
 from efm_plugins.tokenizers._common import check_option, check_signal, resize, run_chunked, upcast
@@ -140,15 +142,17 @@ class WPLI(nn.Module):
         tapers, n, k0, k1, mean = self.plan(t)
         tapered = x[:, :, None, :] * tapers  # [b, C, K, T]
         spec = torch.fft.rfft(tapered, n=n, dim=-1)[..., k0:k1]  # [b, C, K, F]
-        iu, ju = torch.triu_indices(c, c, offset=1, device=x.device)
-        si, sj = spec[:, iu], spec[:, ju]  # [b, P, K, F]
-        im = (si.imag * sj.real - si.real * sj.imag).mean(2)  # Im(S_i S_j^*) over tapers [b, P, F]
-        num = (im @ mean).abs()  # [b, P, n_bands]
-        den = im.abs() @ mean
-        vals = num / (den + 1e-10)
-        out = x.new_zeros(b, len(self.bands), c, c)
-        out[:, :, iu, ju] = vals.transpose(1, 2)
-        out[:, :, ju, iu] = vals.transpose(1, 2)
+        re = rearrange(spec.real, "b c k f -> b f c k")
+        im = rearrange(spec.imag, "b c k f -> b f c k")
+        # Im(X_i X_j^*) summed over tapers, every pair at once: [Im, -Re] @ [Re, Im]^T per bin
+        u = torch.cat([im, -re], dim=-1)  # [b, F, C, 2K]
+        v = torch.cat([re, im], dim=-1)
+        cross = rearrange(u @ v.transpose(-1, -2), "b f i j -> b (i j) f") / tapers.shape[0]
+        num = (cross @ mean).abs()  # [b, C*C, n_bands]
+        den = cross.abs() @ mean
+        vals = rearrange(num / (den + 1e-10), "b (i j) n -> b n i j", i=c)
+        eye = torch.eye(c, dtype=torch.bool, device=x.device)
+        out = vals.masked_fill(eye, 0.0)  # Im S_ii = 0 exactly; 0/(0+eps) up to rounding
         return out
 
     def _image(self, x: torch.Tensor) -> torch.Tensor:
