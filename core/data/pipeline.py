@@ -95,7 +95,9 @@ def process_recording(rec: Recording, pipe: dict[str, Any]) -> tuple[list[dict[s
     tax = taxonomy.load(pipe["taxonomy"])
     labels = taxonomy.epoch_labels(rec.annotations, tax, n_ep, epoch_s, pipe["label_min_overlap_s"])
     if path == "eeg":
-        staged = sleep.stage(data, sfreq, rec.ch_names, n_ep, epoch_s, pipe["sleep_staging"])
+        unstaged = any(lab.get("sleep_stage", -1) < 0 for lab in labels)  # annotated stages win
+        mode = pipe["sleep_staging"] if unstaged else "none"
+        staged = sleep.stage(data, sfreq, rec.ch_names, n_ep, epoch_s, mode)
         if staged is not None:
             for lab, st in zip(labels, staged.tolist()):
                 if lab.get("sleep_stage", -1) < 0:

@@ -31,7 +31,7 @@ from efm.errors import ConfigError, EfmError
 
 log = logging.getLogger("efm.data.sleep")
 
-STAGES = {"W": 0, "N1": 1, "N2": 2, "N3": 3, "R": 4, "REM": 4}
+STAGES = {"W": 0, "WAKE": 0, "N1": 1, "N2": 2, "N3": 3, "R": 4, "REM": 4}  # YASA 0.6 and 0.8 labels
 MODES = ("auto", "yasa", "gssc", "none")
 _NOTICED: set[str] = set()
 

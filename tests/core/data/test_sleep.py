@@ -45,3 +45,16 @@ def test_yasa_stages_every_epoch() -> None:
     x = rng.standard_normal((3, 250 * 600)) * 20e-6
     out = sleep.stage(x, 250.0, ["C3", "C4", "O1"], 20, 30.0, "yasa")
     assert out is not None and out.shape == (20,) and set(out.tolist()) <= {0, 1, 2, 3, 4}
+
+
+@pytest.mark.skipif(not HAS_YASA, reason="needs the sleep extra (yasa)")
+def test_pipeline_fills_unannotated_stages_with_yasa(small_corpus) -> None:
+    from efm import registry
+    from efm.data import pipeline
+    from efm.data.config import PipelineConfig
+
+    rec = registry.create("readers", "mne").read(sorted(small_corpus.glob("*/*.edf"))[0])
+    rec.annotations = [a for a in rec.annotations if "stadium" not in a.description.lower()]
+    samples, _ = pipeline.process_recording(rec, vars(PipelineConfig()))
+    stages = [s["meta"]["labels"]["sleep_stage"] for s in samples]
+    assert len(stages) == 11 and set(stages) <= {0, 1, 2, 3, 4}
