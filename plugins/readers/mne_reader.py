@@ -155,6 +155,18 @@ def _positions(raw: Any) -> np.ndarray | None:
     return loc
 
 
+def _get_float32(raw: Any, chunk_s: float = 600.0) -> np.ndarray:
+    """``raw.get_data()`` as float32, read in time chunks so a long file never exists in float64."""
+    n = raw.n_times
+    step = max(1, int(chunk_s * raw.info["sfreq"]))
+    out = np.empty((len(raw.ch_names), n), dtype=np.float32)
+    for start in range(0, n, step):  # chunks of ten minutes, not samples
+        out[:, start : start + step] = raw.get_data(
+            start=start, stop=min(n, start + step), verbose="error"
+        )
+    return out
+
+
 class MneReader:
     """Reads any format of :data:`EXTENSIONS` through ``mne.io.read_raw``.
 
@@ -192,7 +204,7 @@ class MneReader:
             warnings.simplefilter("always")
             try:
                 raw = mne.io.read_raw(path, preload=False, verbose="error")
-                data = raw.get_data(verbose="error")  # [n_chans, n_times] volts, float64
+                data = _get_float32(raw)  # [n_chans, n_times] volts
             except ReaderError:
                 raise
             except Exception as exc:  # MNE raises many types for corrupt files
@@ -206,7 +218,7 @@ class MneReader:
         ch_types = [TYPE_MAP.get(t, "misc") for t in mne_types]
         meas = raw.info["meas_date"]
         return Recording(
-            data=data.astype(np.float32),
+            data=data,
             sfreq=float(raw.info["sfreq"]),
             ch_names=list(raw.ch_names),
             ch_types=ch_types,

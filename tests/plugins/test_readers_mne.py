@@ -127,3 +127,14 @@ def test_bad_input_has_a_reason(
     msg = str(info.value)
     assert re.search(reason, msg), msg
     assert "\n" not in msg and str(path) in msg
+
+
+def test_chunked_read_equals_whole_read(real_data: Path) -> None:
+    import mne
+
+    from efm_plugins.readers.mne_reader import _get_float32
+
+    raw = mne.io.read_raw(real_data / "eegmat" / "Subject00_2.edf", verbose="error")
+    chunked = _get_float32(raw, chunk_s=7.3)  # boundaries inside EDF records
+    assert chunked.dtype == np.float32
+    np.testing.assert_allclose(chunked, raw.get_data(), rtol=1e-6, atol=1e-12)
