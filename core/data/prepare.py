@@ -158,6 +158,34 @@ def _work(task: dict[str, Any]) -> dict[str, Any]:
     return pipeline.process_file({**task, "done": _DONE})
 
 
+def check_pipeline(pipe: dict[str, Any]) -> None:
+    """Every pipeline option that would fail each file, reported once before the run."""
+    from efm.data import montage, sleep, taxonomy
+    from efm.errors import ConfigError
+
+    problems = []
+    if pipe["path"] not in ("eeg", "ieeg"):
+        problems.append(f"pipeline.path={pipe['path']!r}; options: eeg, ieeg")
+    if pipe["epoch_s"] <= 0 or pipe["sfreq"] <= 0 or pipe["shard_max_epochs"] < 1:
+        problems.append(
+            "pipeline.epoch_s, pipeline.sfreq and pipeline.shard_max_epochs must be > 0"
+        )
+    checks = [
+        lambda: montage.load_regions(pipe["regions"]),
+        lambda: taxonomy.load(pipe["taxonomy"]),
+        lambda: sleep.available(pipe["sleep_staging"]),
+    ]
+    for check in checks:
+        try:
+            check()
+        except ConfigError as exc:
+            problems += exc.problems
+        except (EfmError, OSError) as exc:
+            problems.append(str(exc))
+    if problems:
+        raise ConfigError(problems)
+
+
 def prepare(
     cfg: dict[str, Any], shard_index: int = 0, num_shards: int = 1, progress: bool = True
 ) -> dict[str, Any]:
@@ -165,6 +193,7 @@ def prepare(
     if not 0 <= shard_index < num_shards:
         raise UsageError(f"--shard-index {shard_index} must be in [0, {num_shards})")
     data = cfg.get("data", {})
+    check_pipeline(cfg["pipeline"])
     out = out_dir(cfg)
     if data.get("root") in (None, ""):
         from efm.data import demo

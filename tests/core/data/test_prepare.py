@@ -281,3 +281,26 @@ def test_ieeg_path_keeps_every_channel(real_data: Path, tmp_path: Path) -> None:
     assert sig.shape == (21, 15000) and meta["sfreq"] == 500.0
     assert meta["ch_types"].count("ecg") == 1 and len(meta["ch_pos"]) == 21
     assert meta["ch_pos"][0] is not None and meta["patient_id"] == "Subject00"
+
+
+def test_pipeline_options_are_checked_before_the_run(small_corpus: Path, tmp_path: Path) -> None:
+    from efm.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="3 problems.*pipeline.path.*epoch_s.*nope.yaml"):
+        run_cli(
+            f"data.root={small_corpus}",
+            f"out={tmp_path}",
+            "pipeline.path=xyz",
+            "pipeline.regions=/nope.yaml",
+            "pipeline.epoch_s=0",
+        )
+    assert not (tmp_path / "config.json").exists()
+
+
+def test_usage_errors(tmp_path: Path) -> None:
+    from efm.errors import UsageError
+
+    with pytest.raises(UsageError, match="--bogus"):
+        run_cli("--bogus")
+    with pytest.raises(UsageError, match="not a directory"):
+        run_cli(f"data.root={tmp_path / 'missing'}")
