@@ -187,7 +187,7 @@ def run(batches: list[int], repeats: int, flash: bool, baselines: bool = True) -
         for name, rep in ours.items():
             with torch.no_grad():
                 out_shape = (b, *rep.output_shape(C, T))
-                secs = _time(lambda rep=rep: rep(x), 1 if b >= 1024 else repeats)
+                secs = _time(lambda rep=rep, x=x: rep(x), 1 if b >= 1024 else repeats)
             nbytes = 4 * (x.numel() + math.prod(out_shape))
             row = {
                 "transform": name,

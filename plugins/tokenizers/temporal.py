@@ -74,8 +74,9 @@ class TemporalMatrix(nn.Module):
         b, c, _ = x.shape
         side, rows, cols = self.index(x.shape[-1])
         square = minmax(x32[..., : side * side].reshape(b, c, side, side))  # [B, C, s, s]
-        img = square.index_select(-1, cols).index_select(-2, rows)  # [B, C, S, S]
-        return img.to(dtype)
+        flat = (rows[:, None] * side + cols[None, :]).reshape(-1)  # [S * S] source pixel
+        img = square.flatten(-2)[..., flat]  # one gather: [B, C, S * S]
+        return img.view(b, c, self.size, self.size).to(dtype)
 
 
 class Bandpass(nn.Module):
