@@ -87,8 +87,19 @@ def _compiled_flex() -> Any:
     return torch.compile(flex_attention, dynamic=True)
 
 
-def _flex(q, k, v, var_id, seg_id, table, scale):
-    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+def segment_block_mask(seg_id: torch.Tensor) -> Any:
+    """FlexAttention block mask letting each token attend within its segment (build once per batch)."""
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    def mask_mod(b, h, q_idx, kv_idx):
+        return seg_id[b, q_idx] == seg_id[b, kv_idx]
+
+    r, length = seg_id.shape
+    return create_block_mask(mask_mod, r, None, length, length, device=seg_id.device)
+
+
+def _flex(q, k, v, var_id, seg_id, table, scale, block_mask=None):
+    from torch.nn.attention.flex_attention import flex_attention
 
     table = table.to(q.dtype)
 
@@ -96,11 +107,8 @@ def _flex(q, k, v, var_id, seg_id, table, scale):
         same = var_id[b, q_idx] == var_id[b, kv_idx]
         return score + torch.where(same, table[1, h], table[0, h])
 
-    def mask_mod(b, h, q_idx, kv_idx):
-        return seg_id[b, q_idx] == seg_id[b, kv_idx]
-
-    r, length = seg_id.shape
-    block_mask = create_block_mask(mask_mod, r, None, length, length, device=q.device)
+    if block_mask is None:
+        block_mask = segment_block_mask(seg_id)
     fn = _compiled_flex() if q.is_cuda else flex_attention
     return fn(
         q,
@@ -123,6 +131,7 @@ def variate_attention(
     scale: float,
     backend: str = "sdpa",
     dropout_p: float = 0.0,
+    block_mask: Any = None,
 ) -> torch.Tensor:
     """Attention with a learned binary variate bias, restricted to each token's segment.
 
@@ -140,6 +149,8 @@ def variate_attention(
         ``"sdpa"``, ``"flex"`` or ``"auto"`` (flex on CUDA).
     dropout_p : float
         Attention-probability dropout (sdpa only; FlexAttention has none, so flex ignores it).
+    block_mask : BlockMask | None
+        flex only: a prebuilt :func:`segment_block_mask` of ``seg_id`` (shared by all layers).
 
     Returns
     -------
@@ -150,5 +161,5 @@ def variate_attention(
     if backend == "sdpa":
         return _sdpa(q, k, v, var_id, seg_id, table, scale, dropout_p)
     if backend == "flex":
-        return _flex(q, k, v, var_id, seg_id, table, scale)
+        return _flex(q, k, v, var_id, seg_id, table, scale, block_mask)
     raise ValueError(f"unknown attention backend {backend!r}; use one of {BACKENDS}")

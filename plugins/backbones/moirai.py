@@ -33,7 +33,7 @@ from torch import nn
 
 from efm.errors import EfmError
 from efm.interfaces import BackboneOutput, Tokens
-from efm_plugins.backbones._attention import apply_rope, variate_attention
+from efm_plugins.backbones._attention import apply_rope, segment_block_mask, variate_attention
 from efm_plugins.backbones.moirai_config import MoiraiConfig
 
 log = logging.getLogger("efm.plugins.moirai")
@@ -75,7 +75,16 @@ class Attention(nn.Module):
         k = apply_rope(k, ids["time"], self.cfg.rope_fraction, self.cfg.rope_base)
         drop = self.cfg.dropout if self.training else 0.0
         out = variate_attention(
-            q, k, v, ids["var"], ids["seg"], self.var_bias.weight, self.scale, ids["backend"], drop
+            q,
+            k,
+            v,
+            ids["var"],
+            ids["seg"],
+            self.var_bias.weight,
+            self.scale,
+            ids["backend"],
+            drop,
+            ids.get("block_mask"),
         )  # [R, H, L, E]
         return self.out_proj(rearrange(out, "r h l e -> r l (h e)"))
 
@@ -121,6 +130,8 @@ class Encoder(nn.Module):
     def forward(
         self, x: torch.Tensor, ids: dict[str, Any], taps: list[torch.Tensor] | None = None
     ) -> torch.Tensor:
+        if ids["backend"] == "flex" or (ids["backend"] == "auto" and x.is_cuda):
+            ids = {**ids, "backend": "flex", "block_mask": segment_block_mask(ids["seg"])}
         for layer in self.layers:
             x = layer(x, ids)
             if taps is not None:
