@@ -143,19 +143,25 @@ class Encoder(nn.Module):
 # embedder
 
 
-def masked_group_norm(x: torch.Tensor, valid: torch.Tensor, gn: nn.GroupNorm) -> torch.Tensor:
-    """GroupNorm of ``x [B, ch, rows, W]`` with statistics over valid rows only (``valid [B, rows]``)."""
-    b, ch, rows, w = x.shape
+def segment_group_norm(
+    x: torch.Tensor, seg: torch.Tensor, n_seg: int, gn: nn.GroupNorm
+) -> torch.Tensor:
+    """GroupNorm of ``x [1, ch, rows, W]`` whose statistics are taken per segment of rows.
+
+    ``seg [rows]`` names each row's sample: DIVER-1 runs the CNN on a ``[B, 1, C*N, P]`` image per
+    sample, so its GroupNorm pools every patch of a sample; here the rows of all samples (padded
+    channels left out) share one image and the pooling follows ``seg``.
+    """
     g = gn.num_groups
-    xg = x.float().view(b, g, ch // g, rows, w)
-    m = valid.to(xg.dtype)[:, None, None, :, None]  # [B, 1, 1, rows, 1]
-    count = (m.sum(dim=(2, 3, 4), keepdim=True) * (ch // g) * w).clamp_min(1.0)
-    mean = (xg * m).sum(dim=(2, 3, 4), keepdim=True) / count
-    var = ((xg - mean).square() * m).sum(dim=(2, 3, 4), keepdim=True) / count
-    out = ((xg - mean) * torch.rsqrt(var + gn.eps)).view(b, ch, rows, w).to(x.dtype)
-    return (out * gn.weight[None, :, None, None] + gn.bias[None, :, None, None]) * valid[
-        :, None, :, None
-    ]
+    xg = rearrange(x.float(), "1 (g q) r w -> r g (q w)", g=g)  # [rows, g, q*W]
+    ones = torch.ones_like(seg, dtype=xg.dtype)
+    count = (xg.new_zeros(n_seg).index_add(0, seg, ones) * xg.shape[-1]).clamp_min(1.0)[:, None]
+    mean = xg.new_zeros(n_seg, g).index_add(0, seg, xg.sum(-1)) / count  # [S, g]
+    xc = xg - mean[seg][..., None]
+    var = xg.new_zeros(n_seg, g).index_add(0, seg, xc.square().sum(-1)) / count
+    out = rearrange(xc * torch.rsqrt(var[seg] + gn.eps)[..., None], "r g (q w) -> 1 (g q) r w",
+                    q=x.shape[1] // g).to(x.dtype)  # fmt: skip
+    return out * gn.weight[None, :, None, None] + gn.bias[None, :, None, None]
 
 
 class CNNPatchEmbed(nn.Module):
@@ -186,11 +192,17 @@ class CNNPatchEmbed(nn.Module):
 
     def forward(self, patches: torch.Tensor, channel_mask: torch.Tensor) -> torch.Tensor:
         b, c, n, _ = patches.shape
-        x = rearrange(F.pad(patches, self.pad), "b c n p -> b 1 (c n) p")
-        valid = channel_mask.repeat_interleave(n, dim=1)  # [B, C*N]
+        counts = channel_mask.sum(1)  # only real channels go through the CNN
+        seg = torch.arange(b, device=patches.device).repeat_interleave(counts * n)  # [M*N]
+        x = rearrange(F.pad(patches[channel_mask], self.pad), "m n p -> 1 1 (m n) p")
         for layer in self.proj_in:
-            x = masked_group_norm(x, valid, layer) if isinstance(layer, nn.GroupNorm) else layer(x)
-        return rearrange(x, "b h (c n) w -> b c n (h w)", c=c)  # [B, C, N, d]
+            x = (
+                segment_group_norm(x, seg, b, layer)
+                if isinstance(layer, nn.GroupNorm)
+                else layer(x)
+            )
+        out = rearrange(x, "1 h (m n) w -> m n (h w)", n=n)  # [M, N, d]
+        return out.new_zeros(b, c, n, out.shape[-1]).index_put((channel_mask,), out)
 
 
 def coord_encoding(pos_mm: torch.Tensor, width: int) -> torch.Tensor:
@@ -216,6 +228,7 @@ class STCPE(nn.Module):
         super().__init__()
         w = max(8, d // 8)
         self.window = cfg.stcpe_window
+        self.pack = cfg.pack
         self.down = nn.Linear(d, w)
         self.encoder = Encoder(
             w, 1, replace(cfg, head_dim=min(cfg.head_dim, w), kv_groups=None), 0.0
@@ -232,7 +245,8 @@ class STCPE(nn.Module):
         var = torch.arange(c, device=dev).repeat_interleave(k).expand(b * nw, -1)
         time = torch.arange(k, device=dev).repeat(c).expand(b * nw, -1)
         seg = channel_mask.long().repeat_interleave(k, dim=1).repeat_interleave(nw, dim=0)
-        out = self.encoder(win, {"var": var, "time": time, "seg": seg, "backend": backend})
+        ids = {"var": var, "time": time, "seg": seg, "backend": backend}
+        out = encode_packed(self.encoder, win, ids) if self.pack else self.encoder(win, ids)
         out = rearrange(out, "(b j) (c k) w -> b c j k w", b=b, k=k)
         # position t is covered by window j = t + k - 1 - o at in-window offset o, for o = 0..k-1
         folded = sum(out[:, :, k - 1 - o : k - 1 - o + n, o] for o in range(k)) / k
@@ -416,29 +430,7 @@ class Moirai(nn.Module):
     def _encode_packed(
         self, seq: torch.Tensor, ids: dict[str, Any], taps: list[torch.Tensor] | None
     ) -> torch.Tensor:
-        """Pack the valid tokens of all samples into rows (first-fit decreasing), encode, unpack."""
-        b, length, d = seq.shape
-        valid = ids["seg"] > 0  # [B, L]
-        lengths = valid.sum(1).tolist()
-        cap = max(self.cfg.pack_len, max(lengths))
-        row_of, start_of = pack_rows(lengths, cap)
-        n_rows = max(row_of) + 1
-        base = torch.tensor([ro * cap + s for ro, s in zip(row_of, start_of)], device=seq.device)
-        dest = (base[:, None] + valid.long().cumsum(1) - 1)[valid]  # [n_valid]
-        sample = torch.arange(1, b + 1, device=seq.device)[:, None].expand(b, length)
-        packed = seq.new_zeros(n_rows * cap, d).index_copy(0, dest, seq[valid])
-        pids = {
-            k: torch.zeros(n_rows * cap, dtype=torch.long, device=seq.device)
-            .index_copy(0, dest, v[valid])
-            .view(n_rows, cap)
-            for k, v in (("var", ids["var"]), ("time", ids["time"]), ("seg", sample))
-        }
-        pids["backend"] = ids["backend"]
-        row_taps: list[torch.Tensor] | None = [] if taps is not None else None
-        out = self.encoder(packed.view(n_rows, cap, d), pids, row_taps).reshape(n_rows * cap, d)
-        if taps is not None and row_taps is not None:
-            taps.extend(t.reshape(n_rows * cap, d)[dest] for t in row_taps)
-        return seq.new_zeros(b, length, d).masked_scatter(valid[..., None], out[dest])
+        return encode_packed(self.encoder, seq, ids, self.cfg.pack_len, taps)
 
     # -- muP ----------------------------------------------------------------------------------
     def param_roles(self) -> dict[str, str]:
@@ -476,6 +468,40 @@ def _width_scaling_dims(cfg: MoiraiConfig) -> dict[str, int]:
     a = dict(_meta_model(replace(cfg, d_model=cfg.mup_base_width)).named_parameters())
     b = dict(_meta_model(replace(cfg, d_model=2 * cfg.mup_base_width)).named_parameters())
     return {k: sum(int(x != y) for x, y in zip(a[k].shape, b[k].shape)) for k in a}
+
+
+def encode_packed(
+    encoder: Encoder,
+    seq: torch.Tensor,
+    ids: dict[str, Any],
+    pack_len: int = 0,
+    taps: list[torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """Pack the valid tokens (``ids["seg"] > 0``) of every row of ``seq [B, L, d]`` into shared rows
+    (first-fit decreasing, at least ``pack_len`` long), encode them, and put them back (zeros at
+    padding)."""
+    b, length, d = seq.shape
+    valid = ids["seg"] > 0  # [B, L]
+    lengths = valid.sum(1).tolist()
+    cap = max(pack_len, max(lengths), 1)
+    row_of, start_of = pack_rows(lengths, cap)
+    n_rows = max(row_of) + 1
+    base = torch.tensor([ro * cap + s for ro, s in zip(row_of, start_of)], device=seq.device)
+    dest = (base[:, None] + valid.long().cumsum(1) - 1)[valid]  # [n_valid]
+    sample = torch.arange(1, b + 1, device=seq.device)[:, None].expand(b, length)
+    packed = seq.new_zeros(n_rows * cap, d).index_copy(0, dest, seq[valid])
+    pids = {
+        k: torch.zeros(n_rows * cap, dtype=torch.long, device=seq.device)
+        .index_copy(0, dest, v[valid])
+        .view(n_rows, cap)
+        for k, v in (("var", ids["var"]), ("time", ids["time"]), ("seg", sample))
+    }
+    pids["backend"] = ids["backend"]
+    row_taps: list[torch.Tensor] | None = [] if taps is not None else None
+    out = encoder(packed.view(n_rows, cap, d), pids, row_taps).reshape(n_rows * cap, d)
+    if taps is not None and row_taps is not None:
+        taps.extend(t.reshape(n_rows * cap, d)[dest] for t in row_taps)
+    return seq.new_zeros(b, length, d).masked_scatter(valid[..., None], out[dest])
 
 
 def pack_rows(lengths: list[int], cap: int) -> tuple[list[int], list[int]]:
