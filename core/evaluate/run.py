@@ -92,6 +92,20 @@ def summary_lines(probes: dict[str, Any]) -> list[str]:
     return out
 
 
+def _shortcuts(argv: list[str]) -> list[str]:
+    """``run_dir=D checkpoint=P random_init=true`` as options (``efm prepare``'s key=value style)."""
+    out: list[str] = []
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if key in ("run_dir", "checkpoint") and sep:
+            out += [f"--{key.replace('_', '-')}", value]
+        elif key == "random_init" and value.lower() in ("", "true", "1", "yes"):
+            out.append("--random-init")
+        else:
+            out.append(arg)
+    return out
+
+
 def cli(argv: list[str]) -> int:
     """``efm probe`` entry point (raw argv after the subcommand)."""
     from efm.config import compose, validate
@@ -101,7 +115,7 @@ def cli(argv: list[str]) -> int:
     p.add_argument("--checkpoint", help="a checkpoint directory or model.safetensors file")
     p.add_argument("--random-init", action="store_true", help="probe the untrained encoder")
     p.add_argument("overrides", nargs="*", metavar="recipe=NAME key=value")
-    args = p.parse_args(argv)
+    args = p.parse_args(_shortcuts(argv))
     if args.run_dir and not any(o.startswith("recipe=") for o in args.overrides):
         import yaml
 
@@ -126,7 +140,7 @@ def cli(argv: list[str]) -> int:
         if checkpoint is None:
             raise EfmError(
                 f"no checkpoint in {run_dir}; train first (`efm pretrain ...`), pass "
-                "--checkpoint PATH, or --random-init for the untrained baseline"
+                "checkpoint=PATH, or random_init=true for the untrained baseline"
             )
     shards = ensure_shards(cfg)
     name = "random_init" if args.random_init else "pretrained"

@@ -51,8 +51,9 @@ def header(cfg: dict[str, Any]) -> list[str]:
     names = [
         str((cfg.get(n) or {}).get("name")) for n in ("representation", "backbone", "objective")
     ]
+    size = {"demo": " (small, for a CPU)", "full": " (the paper's configuration)"}.get(profile, "")
     return [
-        f"efm run: recipe {cfg.get('recipe')!r}, profile {profile!r}, on {source}",
+        f"efm run: recipe {cfg.get('recipe')!r}, profile {profile!r}{size}, on {source}",
         f"model: {' -> '.join(names)}; {t['steps']} steps of batch {t['batch_size']}; "
         f"probes: {', '.join(cfg['eval']['tasks'])}",
     ]

@@ -146,3 +146,18 @@ def test_state_round_trip():
     other.load_state_dict(opts.state_dict())
     assert other.lrs() == opts.lrs()
     assert other.schedulers[0].last_epoch == 1
+
+
+def test_mup_multipliers_scale_adamw_groups_only():
+    net = Net()
+    net.lr_multipliers = lambda: {"head.weight": 0.25, "blocks.0.qkv.weight": 0.5}  # muP-style
+    opts = Optimizers(net, CFG, total_steps=10)
+    adamw = opts.optimizers[1]
+    by_mult = {g["lr_mult"]: g for g in adamw.param_groups}
+    assert set(by_mult) == {1.0, 0.25}
+    head = by_mult[0.25]
+    assert [p is net.head.weight for p in head["params"]] == [True]
+    assert head["lr"] == pytest.approx(CFG["adamw_lr"] * 0.25 * lr_factor(0, 10, 10, 0.1))
+    assert head["weight_decay"] == pytest.approx(CFG["weight_decay"] / 0.25)  # lr * wd constant
+    # Muon's matrices ignore the multiplier (blocks.0.qkv stays at the Muon lr)
+    assert opts.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.02 * 0.1)

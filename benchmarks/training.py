@@ -1,0 +1,197 @@
+"""Training throughput and MFU of EPI-250k's model (spectrogram -> hiera_base -> MAE), and the loader.
+
+    python benchmarks/training.py                                  # CPU, batch 8 (see below)
+    python benchmarks/training.py --batch-size 256 --compile max-autotune   # on a GPU
+    python benchmarks/training.py --quick                          # tiny, for a smoke test
+
+One training step is what ``efm.train.loop`` does: the representation on the device, the backbone,
+the MAE decoder and loss, backward, one global clip, Muon + AdamW. Throughput is the median of
+``--steps`` timed steps after ``--warmup`` steps (compilation happens in the warm-up).
+
+MFU = model FLOP/s / peak FLOP/s. Model FLOPs are counted once with ``torch.utils.flop_counter``
+over forward + backward of the objective (matmuls, convolutions, attention; the optimizer's
+Newton-Schulz iterations are not model FLOPs and are left out) and scaled to the batch. Peak: for
+CUDA the dense bf16 tensor-core peak of the GPU (H100 / H200 SXM: 989 TFLOP/s); for CPUs an fp32
+estimate, cores x clock x FLOP per cycle (32 for AVX2/AVX-512 on AMD Zen, 64 for Intel AVX-512),
+overridable with ``--peak-tflops``.
+
+The loader is measured alone on synthetic shards of the same format and epoch shape (8 x 7500
+float16 µV): samples/s with ``--workers`` workers at the same batch size, to compare with the rate
+at which the model consumes samples (the loader must be at least 1.5x faster).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from efm.config import compose
+from efm.train.loader import make_loader
+from efm.train.loop import autocast_dtype, build_objective, compile_model
+from efm.train.optim import Optimizers
+from efm.train.synthetic import write_synthetic_shards
+
+GPU_PEAK_BF16 = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
+
+
+def cpu_peak_tflops() -> tuple[float, str]:
+    flags, vendor, mhz = "", "", 0.0
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            key = key.strip()
+            if key == "flags" and not flags:
+                flags = value
+            elif key == "vendor_id" and not vendor:
+                vendor = value.strip()
+            elif key == "cpu MHz" and not mhz:
+                mhz = float(value)
+    cores = len(os.sched_getaffinity(0))
+    per_cycle = 64 if ("avx512f" in flags and vendor == "GenuineIntel") else 32
+    if "fma" not in flags:
+        per_cycle = 8
+    peak = cores * mhz * 1e6 * per_cycle / 1e12
+    return peak, f"{cores} cores x {mhz:.0f} MHz x {per_cycle} fp32 FLOP/cycle ({vendor})"
+
+
+def gpu_peak_tflops() -> tuple[float, str]:
+    name = torch.cuda.get_device_name(0)
+    for key, peak in GPU_PEAK_BF16.items():
+        if key in name:
+            return peak, f"{name}: dense bf16 tensor-core peak {peak} TFLOP/s"
+    return float("nan"), f"{name}: unknown peak (pass --peak-tflops)"
+
+
+def model_flops(cfg: dict, batch: int, device: torch.device) -> float:
+    """Forward + backward FLOPs of one batch (counted at batch 2, scaled)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.manual_seed(0)
+    obj = build_objective(cfg).to(device)
+    x = torch.randn(2, 8, 7500, device=device) * 30
+    counter = FlopCounterMode(display=False)
+    with counter:
+        obj({"signal": x}).loss.backward()
+    return counter.get_total_flops() / 2 * batch
+
+
+def train_rate(cfg: dict, batch: int, steps: int, warmup: int, device: torch.device) -> dict:
+    torch.manual_seed(0)
+    obj = build_objective(cfg).to(device)
+    opt = Optimizers(obj, cfg["optim"], 1000)
+    compile_model(obj, str(cfg["train"]["compile"]))
+    amp = autocast_dtype(str(cfg["train"]["precision"]), device)
+    x = torch.randn(batch, 8, 7500, device=device) * 30
+    times = []
+    for i in range(warmup + steps):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+            out = obj({"signal": x})
+        out.loss.backward()
+        opt.clip_and_step()
+        opt.zero_grad()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if i >= warmup:
+            times.append(time.perf_counter() - t)
+    step = statistics.median(times)
+    mem = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None
+    return {"step_s": step, "step_s_all": times, "samples_per_s": batch / step,
+            "loss": float(out.loss), "max_gpu_mem_gib": mem}
+
+
+def loader_rate(batch: int, workers: int, n_batches: int) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        shards = write_synthetic_shards(Path(tmp), n_patients=4, epochs_per_patient=128,
+                                        n_chans=8, sfreq=250.0, epoch_s=30.0,
+                                        epochs_per_shard=64)
+        loader = make_loader(shards, batch, num_workers=workers, shuffle_buffer=256,
+                             pin_memory=torch.cuda.is_available())
+        it = iter(loader)
+        next(it)  # workers started, buffers filled
+        t = time.perf_counter()
+        for _ in range(n_batches):
+            next(it)
+        dt = time.perf_counter() - t
+    return {"batch_size": batch, "workers": workers, "batches": n_batches,
+            "samples_per_s": n_batches * batch / dt}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--backbone", default="hiera_base")
+    p.add_argument("--batch-size", type=int, default=None, help="default: 256 on GPU, 8 on CPU")
+    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--compile", default=None, help="default: max-autotune on GPU, none on CPU")
+    p.add_argument("--precision", default="auto")
+    p.add_argument("--workers", type=int, default=None, help="loader workers (default: cores/2)")
+    p.add_argument("--peak-tflops", type=float, default=None)
+    p.add_argument("--quick", action="store_true", help="hiera_test, batch 2, 2 steps")
+    p.add_argument("--out", default=None)
+    args = p.parse_args()
+
+    cuda = torch.cuda.is_available()
+    device = torch.device("cuda" if cuda else "cpu")
+    batch = args.batch_size or (256 if cuda else 8)
+    backbone = "hiera_test" if args.quick else args.backbone
+    if args.quick:
+        batch, args.steps, args.warmup = 2, 2, 1
+    mode = args.compile or ("max-autotune" if cuda else "none")
+    cfg = compose(["recipe=epi250k", "data.root=/nonexistent", f"backbone={backbone}",
+                   f"train.compile={mode}", f"train.precision={args.precision}"])
+    if cuda:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    flops = model_flops(cfg, batch, device)
+    rate = train_rate(cfg, batch, args.steps, args.warmup, device)
+    peak, peak_note = cpu_peak_tflops() if not cuda else gpu_peak_tflops()
+    if args.peak_tflops:
+        peak, peak_note = args.peak_tflops, f"given: {args.peak_tflops} TFLOP/s"
+    achieved = flops / rate["step_s"] / 1e12
+    workers = args.workers if args.workers is not None else max(1, (os.cpu_count() or 2) // 2)
+    load = loader_rate(batch, workers, n_batches=max(10, 2048 // batch))
+    ratio = load["samples_per_s"] / rate["samples_per_s"]
+    result = {
+        "benchmark": "training",
+        "model": f"spectrogram(224x224x8) -> {backbone} -> mae (2D, mask 0.6)",
+        "device": {"type": device.type,
+                   "name": torch.cuda.get_device_name(0) if cuda else platform.processor()
+                   or platform.machine(), "cpu_threads": torch.get_num_threads(),
+                   "cpus": os.cpu_count()},
+        "versions": {"torch": torch.__version__, "cuda": torch.version.cuda,
+                     "python": platform.python_version()},
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "batch_size": batch, "compile": mode,
+        "precision": "bf16" if autocast_dtype(args.precision, device) else "fp32",
+        "train": rate,
+        "model_tflop_per_step": flops / 1e12,
+        "achieved_tflops": achieved,
+        "peak_tflops": peak, "peak_note": peak_note,
+        "mfu": achieved / peak,
+        "loader": load,
+        "loader_over_model": ratio,
+        "loader_ok": ratio >= 1.5,
+    }
+    out = Path(args.out or f"benchmarks/results/training_{device.type}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2), encoding="utf-8")
+    print(json.dumps({k: result[k] for k in ("batch_size", "compile", "precision",
+                                            "achieved_tflops", "mfu", "loader_over_model")}
+                     | {"samples_per_s": rate["samples_per_s"],
+                        "loader_samples_per_s": load["samples_per_s"]}, indent=1))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""End to end: `efm run recipe=epi250k` on the demo corpus with a few steps, then `efm probe`."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from efm import registry
+from efm.cli import main
+
+
+def _available(kind: str, name: str) -> bool:
+    try:
+        registry.get(kind, name)
+    except Exception:
+        return False
+    return True
+
+
+@pytest.fixture
+def demo_env(tmp_path_factory, monkeypatch):
+    cache = tmp_path_factory.getbasetemp() / "efm-cache"  # one demo corpus for the session
+    monkeypatch.setenv("EFM_CACHE", str(cache))
+    return cache
+
+
+def test_epi250k_demo_end_to_end(demo_env, tmp_path, capsys):
+    for kind, name in (
+        ("tokenizers", "spectrogram"),
+        ("backbones", "hiera_test"),
+        ("objectives", "mae"),
+    ):
+        assert _available(kind, name), f"{kind} {name} is not registered"
+    run_dir = tmp_path / "run"
+    code = main(
+        [
+            "run",
+            "recipe=epi250k",
+            "train.steps=4",
+            "train.log_every=2",
+            "train.ckpt_every=2",
+            "train.batch_size=8",
+            "train.progress=false",
+            "eval.seeds=2",
+            f"train.run_dir={run_dir}",
+        ]
+    )
+    out = capsys.readouterr().out.splitlines()
+    assert code == 0
+    assert "embedded demo corpus" in out[0] and "profile 'demo'" in out[0]
+    assert "hiera_test" in out[1]
+    report = json.loads((run_dir / "report.json").read_text())
+    seizure = report["probes"]["seizure"]
+    assert seizure["n_patients"] == 6 and len(seizure["per_seed"]) == 2
+    # every split was patient-level
+    for s in seizure["per_seed"]:
+        assert s["n_test"] > 0 and s["test_patients"]
+    assert seizure["mean"]["kappa"] > 0.2 and seizure["mean"]["auroc"] > 0.7  # well above chance
+    assert report["train"]["steps_run"] == 4
+    for rel in (
+        "report.md",
+        "config.yaml",
+        "provenance.json",
+        "metrics.csv",
+        "figures/loss.png",
+        "figures/reconstruction.png",
+        "figures/confusion_seizure.png",
+        "checkpoints/step-0000004/model.safetensors",
+        "embeddings/pretrained.npz",
+    ):
+        assert (run_dir / rel).is_file(), rel
+    assert "random_init" in report["encoders"]
+
+    # `efm probe` reads the run directory back (config + newest checkpoint)
+    assert main(["probe", f"run_dir={run_dir}"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("probe seizure: kappa")
+
+
+def test_run_errors(demo_env, tmp_path, capsys):
+    assert main(["probe", f"run_dir={tmp_path}"]) == 2
+    assert "config.yaml" in capsys.readouterr().err
+    assert main(["pretrain"]) == 2
