@@ -288,7 +288,10 @@ class Moirai(nn.Module):
 
     muP interface for the training engine: :meth:`lr_multipliers` (name -> Adam LR multiplier;
     hidden matrices get ``base_fan_in / fan_in``, everything else 1) and :meth:`param_roles`
-    (name -> ``"hidden"`` | ``"vector"``); heads should be built with :meth:`readout`.
+    (name -> ``"hidden"`` | ``"vector"``); heads should be built with :meth:`readout`. Initialisation
+    follows muP's rule for Adam: input and hidden weights keep torch's ``1/fan_in``-variance
+    defaults, read-outs start at zero and scale their input by ``1 / width_mult``, attention uses
+    ``1 / head_dim``. ``width_mult = d_model / mup_base_width`` (1 at DIVER-1's base width 256).
     """
 
     accepts = ("token",)
@@ -310,12 +313,10 @@ class Moirai(nn.Module):
         self.modality_embed = nn.Embedding(2, d // 4)
         self.subtype_embed = nn.Embedding(3, d // 4)  # grid, strip, depth (0 = unknown -> zeros)
         self.stcpe = STCPE(d, cfg) if cfg.stcpe_window > 0 else None
-        if cfg.registers:
-            self.n_token = nn.Parameter(
-                0.02 * torch.randn(1, 1, d)
-            )  # extra time column per channel
-            self.c_token = nn.Parameter(0.02 * torch.randn(1, 1, d))  # extra channel row per patch
-            self.nc_token = nn.Parameter(0.02 * torch.randn(1, 1, d))  # the global corner
+        if cfg.registers:  # time column per channel, channel row per patch, global corner
+            self.n_token = nn.Parameter(0.02 * torch.randn(1, 1, d))
+            self.c_token = nn.Parameter(0.02 * torch.randn(1, 1, d))
+            self.nc_token = nn.Parameter(0.02 * torch.randn(1, 1, d))
         self.encoder = Encoder(d, cfg.n_layers, cfg, cfg.dropout)
 
     # -- interface ----------------------------------------------------------------------------
