@@ -187,8 +187,13 @@ def _resume_lines(out: Path) -> int:
     return len(p.read_text().splitlines()) if p.is_file() else 0
 
 
+def _tmps(out: Path) -> set[str]:
+    d = out / "shards"
+    return {p.name for p in d.iterdir() if ".tmp" in p.name} if d.is_dir() else set()
+
+
 def _tmp_exists(out: Path) -> bool:
-    return (out / "shards").is_dir() and any(".tmp" in p.name for p in (out / "shards").iterdir())
+    return bool(_tmps(out))
 
 
 def test_kill_and_resume_gives_identical_shards(
@@ -209,16 +214,18 @@ def test_kill_and_resume_gives_identical_shards(
     ]
     env = {**os.environ, "EFM_CACHE": str(efm_cache), "PYTHONPATH": str(ROOT)}
     points = [
-        ("startup", lambda o, n0: (o / "config.json").exists()),
-        ("mid-shard", lambda o, n0: _tmp_exists(o)),
-        ("one more file", lambda o, n0: _resume_lines(o) >= n0 + 1),
-        ("mid-shard again", lambda o, n0: _tmp_exists(o)),
+        ("startup", lambda o, n0, t0: (o / "config.json").exists()),
+        ("mid-shard", lambda o, n0, t0: bool(_tmps(o) - t0)),  # a temp shard of this run
+        ("one more file", lambda o, n0, t0: _resume_lines(o) >= n0 + 1),
+        ("mid-shard again", lambda o, n0, t0: bool(_tmps(o) - t0)),
     ]
+    left = set()
     for name, ready in points:
-        n0 = _resume_lines(out)
-        _kill_when(cmd, env, out, lambda o, r=ready, n=n0: r(o, n))
+        n0, t0 = _resume_lines(out), _tmps(out)
+        _kill_when(cmd, env, out, lambda o, r=ready, n=n0, t=t0: r(o, n, t))
         assert _resume_lines(out) < 3, f"the run finished before the kill point {name!r}"
-    assert _tmp_exists(out) or _resume_lines(out) >= 1  # something was left to clean up or resume
+        left |= _tmps(out)
+    assert left  # temporary shards of killed runs were left behind (and must be cleaned up)
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert not _tmp_exists(out)
