@@ -96,3 +96,9 @@ def test_sleep_stages_hold_until_next() -> None:
     ]
     labels = taxonomy.epoch_labels(anns, taxonomy.load(), 6, 30.0, 10.0)
     assert [lab["sleep_stage"] for lab in labels] == [0, 0, 2, 2, 4, -1]
+
+
+def test_ambiguous_short_words_do_not_match() -> None:
+    tax = taxonomy.load()
+    assert tax.classify("Art des Anfalls unklar").name == "seizure"  # German "Art" = kind
+    assert tax.classify("bad") is None
