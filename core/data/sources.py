@@ -32,9 +32,24 @@ def identity(cfg: dict[str, Any]) -> dict[str, Any]:
         ident["demo_version"] = VERSION
     return {
         "data": ident,
-        "pipeline": cfg.get("pipeline", {}),
+        "pipeline": {**cfg.get("pipeline", {}), "sleep_stager": _stager(cfg)},
         "reader": cfg.get("reader") or {"name": "mne"},
     }
+
+
+def _stager(cfg: dict[str, Any]) -> str | None:
+    """The sleep stager ``auto`` resolves to here (installing YASA changes the shards)."""
+    from efm.data import sleep
+
+    path = (cfg.get("pipeline") or {}).get("path", "eeg")
+    try:
+        return (
+            sleep.available((cfg.get("pipeline") or {}).get("sleep_staging", "auto"))
+            if (path == "eeg")
+            else None
+        )
+    except EfmError:
+        return "unavailable"
 
 
 def config_hash(cfg: dict[str, Any]) -> str:
