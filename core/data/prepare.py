@@ -215,9 +215,22 @@ def _run(
             with cf.ProcessPoolExecutor(
                 workers, mp_context=ctx, initializer=_init_worker, initargs=(done,)
             ) as pool:
-                futures = [pool.submit(_work, t) for t in tasks]
+                futures = {pool.submit(_work, t): t for t in tasks}
                 for fut in cf.as_completed(futures):
-                    collect(fut.result())
+                    try:
+                        collect(fut.result())
+                    except cf.process.BrokenProcessPool:  # a worker died (out of memory?)
+                        t = futures[fut]
+                        collect(
+                            {
+                                "source": t["rel"],
+                                "file_index": t["file_index"],
+                                "status": "failed",
+                                "kind": "worker-died",
+                                "reason": f"{t['path']}: a worker process died while this file "
+                                "was queued or in progress; run again to retry",
+                            }
+                        )
     finally:
         bar.close()
     stats["seconds"] = round(time.perf_counter() - t0, 2)
