@@ -56,15 +56,18 @@ def apply_rope(
 def dense_bias(
     var_id: torch.Tensor, seg_id: torch.Tensor, table: torch.Tensor, dtype: torch.dtype
 ) -> torch.Tensor:
-    """The dense additive bias ``[R, H, L, L]``: ``table[1, h]`` same variate, ``table[0, h]`` else.
+    """The dense additive bias ``[R, H, L, L]`` of ``table`` (row 1 same variate, row 0 other).
 
-    Pairs in different segments get ``-inf`` (every row keeps at least itself).
+    Softmax ignores a constant added to a whole query row, so only ``table[1] - table[0]`` matters:
+    the bias is that difference on same-variate pairs and 0 elsewhere (one broadcast instead of a
+    ``where`` over ``[R, H, L, L]``). Pairs in different segments get ``-inf`` (every row keeps at
+    least itself).
     """
-    same = var_id[:, None, :, None] == var_id[:, None, None, :]  # [R, 1, L, L]
-    t = table.to(dtype)
-    bias = torch.where(same, t[1][None, :, None, None], t[0][None, :, None, None])  # [R, H, L, L]
+    same = (var_id[:, None, :, None] == var_id[:, None, None, :]).to(dtype)  # [R, 1, L, L]
     allowed = seg_id[:, None, :, None] == seg_id[:, None, None, :]
-    return bias.masked_fill(~allowed, float("-inf"))
+    block = torch.zeros_like(same).masked_fill_(~allowed, float("-inf"))
+    delta = (table[1] - table[0]).to(dtype)[None, :, None, None]  # [1, H, 1, 1]
+    return same * delta + block  # [R, H, L, L]
 
 
 def _sdpa(q, k, v, var_id, seg_id, table, scale, dropout_p):
