@@ -207,7 +207,9 @@ def _load_regions(source: str, stamp: int) -> dict[str, tuple[str, ...]]:
     return regions
 
 
-def region_matrix(ch_names: list[str], regions: dict[str, tuple[str, ...]]) -> np.ndarray:
+def region_matrix(
+    ch_names: list[str], regions: dict[str, tuple[str, ...]], source: str = ""
+) -> np.ndarray:
     """Averaging weights ``[n_regions, n_chans]`` over the electrodes present; raises if one is empty."""
     w = np.zeros((len(regions), len(ch_names)), dtype=np.float32)
     col = {n: i for i, n in enumerate(ch_names)}
@@ -215,7 +217,7 @@ def region_matrix(ch_names: list[str], regions: dict[str, tuple[str, ...]]) -> n
         idx = [col[m] for m in members if m in col]
         if not idx:
             raise ReaderError(
-                f"unknown channel layout: region {name!r} has none of its electrodes "
+                f"{source}: unknown channel layout: region {name!r} has none of its electrodes "
                 f"({', '.join(members)})"
             )
         w[r, idx] = 1.0 / len(idx)

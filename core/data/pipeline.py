@@ -103,7 +103,7 @@ def process_recording(rec: Recording, pipe: dict[str, Any]) -> tuple[list[dict[s
                 if lab.get("sleep_stage", -1) < 0:
                     lab["sleep_stage"] = int(st)
         regions = montage.load_regions(pipe["regions"])
-        w = montage.region_matrix(rec.ch_names, regions)  # [R, C]
+        w = montage.region_matrix(rec.ch_names, regions, rec.source)  # [R, C]
         data = w @ data  # [R, T]
         assert rec.ch_pos is not None
         ch_pos: Any = (w @ rec.ch_pos).round(5).tolist()

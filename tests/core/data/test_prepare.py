@@ -311,3 +311,29 @@ def test_usage_errors(tmp_path: Path) -> None:
         run_cli("--bogus")
     with pytest.raises(UsageError, match="not a directory"):
         run_cli(f"data.root={tmp_path / 'missing'}")
+
+
+def test_real_format_samples(real_data: Path, tmp_path: Path) -> None:
+    """The eeg path on MNE's sample files: one usable recording, each other one with its reason."""
+    out = tmp_path / "out"
+    code = run_cli(
+        f"data.root={real_data}", "data.glob=mne-*/*", f"out={out}", "pipeline.min_epochs=2"
+    )
+    assert code == 1
+    fails = {
+        f["source"]: (f["kind"], f["reason"])
+        for f in map(
+            json.loads, (out / "logs" / "failures-000-of-001.jsonl").read_text().splitlines()
+        )
+    }
+    assert {k: v[0] for k, v in fails.items()} == {
+        "mne-misc-data/sample_ecog_ieeg.fif": "layout",  # iEEG grids: no 10-20 electrodes
+        "mne-testing-data/chtypes_edf.edf": "too-short",  # 5 s
+        "mne-testing-data/multiple_annotation_chans.bdf": "layout",  # no temporal electrodes
+        "mne-testing-data/test_raw.set": "layout",  # EEG 000 ... names
+    }
+    assert all(str(real_data) in reason for _, reason in fails.values())
+    got = samples(out)
+    assert len(got) == 4  # test_edf_overlapping_annotations.edf: 124 s, EEGMMIDB names "Fp1."
+    labels = [m["labels"] for _, _, m in got]
+    assert all("task" in lab["events"] for lab in labels)  # its T0/T1/T2 annotations
