@@ -92,6 +92,11 @@ class Log:
         path.parent.mkdir(parents=True, exist_ok=True)
         if fresh:
             path.write_text("", encoding="utf-8")
+        elif path.is_file():  # drop a line torn by a kill, so the next entry starts on its own line
+            data = path.read_bytes()
+            if data and not data.endswith(b"\n"):
+                with open(path, "r+b") as fh:
+                    fh.truncate(data.rfind(b"\n") + 1)
 
     def append(self, entry: dict[str, Any]) -> None:
         with open(self.path, "a", encoding="utf-8") as fh:
