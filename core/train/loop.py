@@ -194,6 +194,16 @@ def pretrain(
     if last is not None:
         state = ckpt.load(last, objective, optimizers)
         start, position = int(state["step"]), int(state["data_position"])
+        saved = state.get("extra") or {}
+        if (saved.get("num_workers"), saved.get("world_size")) != (t["num_workers"], world):
+            log.warning(
+                "resuming with %s loader workers x %s processes instead of %s x %s: training "
+                "continues, but the data order differs from an uninterrupted run's",
+                t["num_workers"],
+                world,
+                saved.get("num_workers"),
+                saved.get("world_size"),
+            )
         log.info("resuming %s from step %d (data position %d)", run_dir, start, position)
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -304,7 +314,13 @@ def pretrain(
         if step % ckpt_every == 0 or step == total:
             if main:
                 result.checkpoint = ckpt.save(
-                    run_dir, step, objective, optimizers, position, keep=int(t.get("keep_ckpts", 2))
+                    run_dir,
+                    step,
+                    objective,
+                    optimizers,
+                    position,
+                    keep=int(t.get("keep_ckpts", 2)),
+                    extra={"num_workers": workers, "world_size": world},
                 )
             if world > 1:
                 torch.distributed.barrier()

@@ -27,8 +27,9 @@ from typing import Any
 
 log = logging.getLogger("efm.train.rundir")
 
-# train options that do not change what is trained: left out of the run directory's hash
+# options that do not change what is trained (and the whole eval node): left out of the run hash
 _NOT_HASHED = {
+    "data": ("workers", "out"),
     "train": (
         "run_dir",
         "resume",
@@ -38,13 +39,13 @@ _NOT_HASHED = {
         "figures",
         "figures_every",
         "keep_ckpts",
-    )
+    ),
 }
 
 
 def config_hash(cfg: dict[str, Any]) -> str:
     """Eight hex digits identifying what a config trains (ignores paths and logging options)."""
-    clean = {k: (dict(v) if isinstance(v, dict) else v) for k, v in cfg.items()}
+    clean = {k: (dict(v) if isinstance(v, dict) else v) for k, v in cfg.items() if k != "eval"}
     for node, keys in _NOT_HASHED.items():
         for key in keys:
             clean.get(node, {}).pop(key, None)

@@ -151,3 +151,24 @@ def test_rng_state_round_trip_weights_only(tmp_path):
     ckpt.set_rng_state(torch.load(tmp_path / "rng.pt", weights_only=True))
     b = (random.random(), np.random.rand(), torch.rand(2))  # noqa: NPY002
     assert a[0] == b[0] and a[1] == b[1] and torch.equal(a[2], b[2])
+
+
+def test_run_dir_hash_ignores_eval_and_logging(tmp_path):
+    from efm.train.rundir import config_hash
+
+    a = tiny_config(tmp_path)
+    b = tiny_config(tmp_path / "elsewhere", log_every=1, progress=True)
+    b["eval"]["seeds"] = 9
+    assert config_hash(a) == config_hash(b)
+    c = tiny_config(tmp_path, steps=31)
+    assert config_hash(a) != config_hash(c)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("EFM_RUN_SLOW"), reason="slow: set EFM_RUN_SLOW=1")
+@pytest.mark.parametrize("mode", ["default", "reduce-overhead"])
+def test_compiled_training_matches_eager(shards, tmp_path, mode):
+    kw = dict(steps=4, ckpt_every=4, figures=False, crops_s=[4.0, 2.0])
+    eager = pretrain(tiny_config(tmp_path / "eager", **kw), shards)
+    compiled = pretrain(tiny_config(tmp_path / mode, compile=mode, **kw), shards)
+    np.testing.assert_allclose(compiled.losses, eager.losses, rtol=1e-4, atol=1e-5)
