@@ -132,4 +132,6 @@ def check_config(out: Path, cfg: dict[str, Any]) -> None:
             )
         return
     out.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(ident, indent=1, sort_keys=True), encoding="utf-8")
+    tmp = path.with_name(f"config.json.tmp-{os.getpid()}")  # atomic: a kill leaves no torn file
+    tmp.write_text(json.dumps(ident, indent=1, sort_keys=True), encoding="utf-8")
+    os.replace(tmp, path)
