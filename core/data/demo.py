@@ -11,9 +11,10 @@ or 500 Hz, with 50 or 60 Hz line noise. The signal is built from:
 - seizure-like rhythmic discharges that start focally at 6-8 Hz, spread and slow to ~3 Hz, about a
   quarter of the recording, with onset/offset annotations ("Anfallsbeginn"/"Anfallsende" or
   "seizure onset"/"seizure end");
-- artefacts: muscle bursts, eye blinks, movement, electrode pops (some annotated).
+- artefacts: muscle bursts, eye blinks, movement, electrode pops (some annotated); one patient in
+  six has an electrode that goes flat, another an amplifier that clips large transients.
 
-Files are cached under ``${EFM_CACHE:-~/.cache/efm}/demo/v1-p<P>-m<M>-s<seed>/`` and generated into a
+Files are cached under ``${EFM_CACHE:-~/.cache/efm}/demo/<version>-p<P>-m<M>-s<seed>/`` and generated into a
 temporary folder that is renamed when complete. The same arguments give the same bytes.
 """
 
@@ -30,7 +31,7 @@ from efm.data.edf import write_edf
 from efm.data.montage import STANDARD_1020, positions_1020
 
 log = logging.getLogger("efm.data.demo")
-VERSION = "v1"
+VERSION = "v2"
 RATES = (256.0, 500.0, 200.0)
 OLD = {"T7": "T3", "T8": "T4", "P7": "T5", "P8": "T6"}
 FOCI = (("T7", "P7", "F7"), ("T8", "P8", "F8"), ("F3", "Fp1", "C3"), ("F4", "Fp2", "C4"))
@@ -201,6 +202,10 @@ def generate_recording(folder: Path, patient: int, minutes: float, seed: int) ->
         if kind != "pop" and j % 2 == 0:
             anns.append((round(c, 3), round(m / sfreq, 3), TEXT[lang][kind]))
     x += 4.0 * np.sin(2 * np.pi * line * t)  # line noise
+    if patient % 6 == 3:  # a disconnected electrode: flat after the first minute
+        x[idx["T8"], int(60 * sfreq) :] = 0.0
+    if patient % 6 == 4:  # a low-range amplifier: large transients saturate (clipping)
+        np.clip(x, -350.0, 350.0, out=x)
     ecg = 600 * np.exp(-(((((t * 1.15) % 1.0) - 0.5) / 0.015) ** 2)) + 10 * rng.standard_normal(n)
     style = patient % 3
     names = [

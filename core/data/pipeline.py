@@ -84,7 +84,9 @@ def process_recording(rec: Recording, pipe: dict[str, Any]) -> tuple[list[dict[s
     data, unfiltered, cond = conditioning.condition(
         rec.data, rec.sfreq, sfreq, pipe["l_freq"], pipe["h_freq"], pipe["notch"]
     )
-    q = quality.epoch_quality(data, unfiltered, sfreq, epoch_s, cond["notch"], pipe["h_freq"])
+    q = quality.epoch_quality(
+        data, unfiltered, sfreq, epoch_s, cond["notch"], pipe["h_freq"], rec.data, rec.sfreq
+    )
     n_ep = len(q["score"])
     valid = np.flatnonzero(q["valid"])
     if len(valid) < pipe["min_epochs"]:

@@ -6,7 +6,7 @@ Every measure is a fraction in [0, 1], computed for all epochs and channels at o
     channels whose conditioned signal has a standard deviation below ``FLAT_UV``;
 ``clipping``
     channels that sit at their recording-wide extreme (the amplifier's rail) for more than
-    ``CLIP_FRAC`` of the epoch's samples;
+    ``CLIP_FRAC`` of the epoch's samples, at the recorded sampling rate;
 ``amplitude``
     channels whose conditioned peak-to-peak exceeds ``AMP_UV``;
 ``line_noise``
@@ -25,7 +25,7 @@ import scipy.fft
 from einops import rearrange
 
 FLAT_UV = 0.5
-CLIP_FRAC = 0.01
+CLIP_FRAC = 0.002
 AMP_UV = 1000.0
 BLOCK = 64  # epochs per block
 
@@ -42,6 +42,8 @@ def epoch_quality(
     epoch_s: float,
     line_freqs: list[float] | tuple[float, ...],
     h_freq: float | None = None,
+    native: np.ndarray | None = None,
+    native_sfreq: float | None = None,
 ) -> dict[str, np.ndarray]:
     """Quality measures and score per whole epoch.
 
@@ -51,6 +53,9 @@ def epoch_quality(
         Conditioned and merely resampled signals, volts, same rate ``sfreq``.
     line_freqs : sequence of float
         Line frequency and harmonics (empty: line noise measured at 50 Hz and harmonics).
+    native, native_sfreq : ndarray, shape (n_chans, n_times_native), float
+        The signal at its recorded rate, where the amplifier's rail is exact (resampling rings
+        around it); clipping is measured on it when given, else on ``unfiltered``.
 
     Returns
     -------
@@ -62,9 +67,13 @@ def epoch_quality(
     if n_ep == 0:
         empty = {k: np.zeros(0) for k in ("flat", "clipping", "amplitude", "line_noise", "score")}
         return {**empty, "valid": np.zeros(0, dtype=bool)}
-    hi = unfiltered.max(axis=1, keepdims=True) * 1e6  # [C, 1] µV, recording-wide extremes
-    lo = unfiltered.min(axis=1, keepdims=True) * 1e6
-    tol = 1e-3 * np.maximum(hi - lo, 1e-6)
+    raw, raw_sfreq = (native, native_sfreq) if native is not None else (unfiltered, sfreq)
+    assert raw_sfreq is not None
+    n_raw = int(round(epoch_s * raw_sfreq))
+    n_ep = min(n_ep, raw.shape[1] // n_raw)
+    hi = raw.max(axis=1, keepdims=True)  # [C, 1] recording-wide extremes (the rails, if hit)
+    lo = raw.min(axis=1, keepdims=True)
+    tol = 1e-3 * np.maximum(hi - lo, 1e-12)
     freqs = np.fft.rfftfreq(n_t, 1 / sfreq)
     top = min(h_freq or sfreq / 2, sfreq / 2)
     band = (freqs >= 1.0) & (freqs <= top)
@@ -78,12 +87,14 @@ def epoch_quality(
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("flat", "amplitude", "clipping", "line")}
     f_all = epochs_view(filtered, n_ep, n_t)
     u_all = epochs_view(unfiltered, n_ep, n_t)
+    r_all = epochs_view(raw, n_ep, n_raw)
     for s in range(0, n_ep, BLOCK):  # blocks of epochs bound the memory of the spectra
         f = f_all[s : s + BLOCK] * 1e6  # [E, C, t] µV
         u = u_all[s : s + BLOCK] * 1e6  # [E, C, t] µV
         parts["flat"].append((f.std(axis=-1) < FLAT_UV).mean(axis=-1))
         parts["amplitude"].append(((f.max(axis=-1) - f.min(axis=-1)) > AMP_UV).mean(axis=-1))
-        at_rail = (u >= hi - tol) | (u <= lo + tol)  # [E, C, t]
+        r = r_all[s : s + BLOCK]  # [E, C, t_native] volts
+        at_rail = (r >= hi - tol) | (r <= lo + tol)
         parts["clipping"].append((at_rail.mean(axis=-1) > CLIP_FRAC).mean(axis=-1))
         spec = np.abs(scipy.fft.rfft(u - u.mean(axis=-1, keepdims=True), axis=-1)) ** 2
         total = spec[..., band].sum(axis=-1) + 1e-30  # [E, C]

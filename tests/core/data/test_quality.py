@@ -36,3 +36,15 @@ def test_each_defect_is_seen() -> None:
     assert q["amplitude"][2] == 4 / 8
     assert q["line_noise"][3] > 0.5 and q["line_noise"][:3].max() < 0.05
     assert (q["score"][1:] < 0.8).all()
+
+
+def test_clipping_is_measured_at_the_recorded_rate() -> None:
+    from efm.data import conditioning
+
+    rng = np.random.default_rng(1)
+    raw = (rng.standard_normal((4, 500 * 120)) * 20e-6).astype(np.float32)  # 500 Hz, 4 epochs
+    raw[1, 500 * 40 : 500 * 42] = np.clip(raw[1, 500 * 40 : 500 * 42] * 40, -300e-6, 300e-6)
+    raw[1] = np.clip(raw[1], -300e-6, 300e-6)  # the rail
+    filt, unfilt, _ = conditioning.condition(raw, 500.0, 250.0, 0.5, 100.0, 0.0)
+    q = quality.epoch_quality(filt, unfilt, 250.0, 30.0, [], 100.0, raw, 500.0)
+    assert q["clipping"].tolist() == [0.0, 0.25, 0.0, 0.0]
