@@ -4,7 +4,7 @@ Each (node, worker) pair reads its own stream of shards: with ``resampled`` shar
 replacement forever (webdataset's ``ResampledShards`` idea, seeded per node and worker); otherwise
 the shard list is reshuffled every pass and split by node, then by worker (``split_by_node`` /
 ``split_by_worker`` semantics). Samples go through ``tarfile_to_samples`` and a seeded shuffle buffer,
-then are decoded (float16 µV -> float32), batched and optionally cropped.
+then are decoded (float16 µV, converted to float32 once per batch), batched and optionally cropped.
 
 Everything random is seeded from ``(seed, rank, logical worker)``, and the DataLoader takes batches
 from its workers round-robin, so the stream of batches is a pure function of the seed. Resuming at
@@ -18,7 +18,8 @@ recordings with fewer channels are zero-padded (``channel_mask`` False there).
 
 from __future__ import annotations
 
-import io
+import ast
+import functools
 import json
 import logging
 import random
@@ -56,25 +57,45 @@ def read_manifest(shards: str | Path) -> dict[str, Any]:
     return manifest
 
 
+@functools.lru_cache(maxsize=64)
+def _npy_header(header: bytes) -> tuple[np.dtype, tuple[int, ...], bool]:
+    """dtype, shape and order of a ``.npy`` header (parsed once per distinct header)."""
+    meta = ast.literal_eval(header.decode("latin1"))
+    return np.dtype(meta["descr"]), tuple(meta["shape"]), bool(meta["fortran_order"])
+
+
+def load_npy(buf: bytes) -> np.ndarray:
+    """A ``.npy`` payload as an array view of ``buf`` (no copy; headers are cached, not re-parsed)."""
+    if buf[:6] != b"\x93NUMPY":
+        raise EfmError("signal.npy is not a NumPy .npy payload")
+    major = buf[6]
+    size_bytes = 2 if major == 1 else 4
+    n = int.from_bytes(buf[8 : 8 + size_bytes], "little")
+    start = 8 + size_bytes
+    dtype, shape, fortran = _npy_header(bytes(buf[start : start + n]))
+    arr = np.frombuffer(buf, dtype=dtype, count=int(np.prod(shape)), offset=start + n)
+    return arr.reshape(shape, order="F" if fortran else "C")
+
+
 def decode_sample(sample: dict[str, Any]) -> dict[str, Any]:
-    """A raw WebDataset sample (bytes) -> ``{"signal": float32 ndarray [C, T], "meta": dict}``."""
-    signal = np.load(io.BytesIO(sample["signal.npy"]), allow_pickle=False)
+    """A raw WebDataset sample (bytes) -> ``{"signal": ndarray [C, T] as stored, "meta": dict}``."""
     meta = json.loads(sample["meta.json"])
     meta.setdefault("key", sample.get("__key__"))
-    return {"signal": signal.astype(np.float32, copy=False), "meta": meta}
+    return {"signal": load_npy(sample["signal.npy"]), "meta": meta}
 
 
-def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stack decoded samples; zero-pad to the largest channel count (``channel_mask`` marks real ones)."""
+def collate(samples: list[dict[str, Any]], dtype: Any = np.float32) -> dict[str, Any]:
+    """Stack decoded samples into ``dtype`` (one conversion per batch); zero-pad to the largest
+    channel count (``channel_mask`` marks the real channels)."""
     n_times = {s["signal"].shape[1] for s in samples}
     if len(n_times) != 1:
         raise EfmError(f"epochs of different lengths in one batch: {sorted(n_times)} samples")
     chans = np.array([s["signal"].shape[0] for s in samples])
     c_max = int(chans.max())
+    signal = np.zeros((len(samples), c_max, n_times.pop()), dtype=dtype)  # [B, C, T]
     if (chans == c_max).all():
-        signal = np.stack([s["signal"] for s in samples])  # [B, C, T]
+        np.stack([s["signal"] for s in samples], out=signal, casting="same_kind")
     else:
-        signal = np.zeros((len(samples), c_max, n_times.pop()), dtype=np.float32)  # [B, C, T]
         for i, s in enumerate(samples):  # rare path: one copy per sample, not per channel
             signal[i, : s["signal"].shape[0]] = s["signal"]
     mask = np.arange(c_max)[None, :] < chans[:, None]  # [B, C]
@@ -140,8 +161,12 @@ class ShardStream(torch.utils.data.IterableDataset):
         num_workers: int = 0,
         rank: int | None = None,
         world_size: int | None = None,
+        dtype: str = "float32",
     ) -> None:
         super().__init__()
+        if dtype not in ("float32", "float16"):
+            raise EfmError(f"loader dtype {dtype!r}; options: float32, float16")
+        self.dtype = np.dtype(dtype)
         dist = torch.distributed.is_available() and torch.distributed.is_initialized()
         self.rank = rank if rank is not None else (torch.distributed.get_rank() if dist else 0)
         self.world = (
@@ -196,7 +221,7 @@ class ShardStream(torch.utils.data.IterableDataset):
             chunk = [decode_sample(s) for s in islice(samples, self.batch_size)]
             if len(chunk) < self.batch_size:
                 return
-            batch = collate(chunk)
+            batch = collate(chunk, self.dtype)
             if self.crops_s:
                 rng_crop = random.Random(f"crop-{self.seed}-{self.rank}-{worker}-{index}")
                 batch = random_crop(batch, self.crops_s, rng_crop)
@@ -215,8 +240,13 @@ def make_loader(
     crops_s: list[float] | None = None,
     start_batch: int = 0,
     pin_memory: bool = False,
+    dtype: str = "float32",
 ) -> torch.utils.data.DataLoader:
-    """A DataLoader over a :class:`ShardStream` of the shard directory ``shards``."""
+    """A DataLoader over a :class:`ShardStream` of the shard directory ``shards``.
+
+    ``dtype="float16"`` keeps the signals as stored (half the bytes to pin and copy); the training
+    loop then converts them to float32 on the device.
+    """
     urls = read_manifest(shards)["urls"]
     stream = ShardStream(
         urls,
@@ -227,6 +257,7 @@ def make_loader(
         crops_s=crops_s,
         start_batch=start_batch,
         num_workers=num_workers,
+        dtype=dtype,
     )
     return torch.utils.data.DataLoader(
         stream,
@@ -237,7 +268,13 @@ def make_loader(
         generator=torch.Generator().manual_seed(seed),
         prefetch_factor=4 if num_workers > 0 else None,
         worker_init_fn=_worker_init,
+        collate_fn=_as_is,
     )
+
+
+def _as_is(batch: Any) -> Any:
+    """Batches are made in the workers; the DataLoader must not walk through their metadata."""
+    return batch
 
 
 def _worker_init(worker_id: int) -> None:

@@ -114,9 +114,15 @@ def compile_model(model: nn.Module, mode: str) -> nn.Module:
 
 
 def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    return {
-        k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()
-    }
+    """Tensors to ``device``; float16 signals (from a half loader) become float32 there."""
+    out = {}
+    for k, v in batch.items():
+        if torch.is_tensor(v):
+            v = v.to(device, non_blocking=True)
+            if v.dtype == torch.float16:
+                v = v.float()
+        out[k] = v
+    return out
 
 
 def _activation_checkpointing(backbone: nn.Module) -> None:
@@ -226,6 +232,7 @@ def pretrain(
         crops_s=list(t.get("crops_s") or []),
         start_batch=position,
         pin_memory=device.type == "cuda",
+        dtype="float16" if device.type == "cuda" else "float32",
     )
     batches = iter(loader)
     if state is not None:

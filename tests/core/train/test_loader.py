@@ -116,3 +116,21 @@ def test_iter_epochs_in_order(shards):
     keys = [m["key"] for b in iter_epochs(shards, 7) for m in b["meta"]]
     assert len(keys) == 48 and keys[:2] == ["P00_R0_00000", "P00_R0_00001"]
     assert len([m for b in iter_epochs(shards, 7, max_epochs=10) for m in b["meta"]]) == 10
+
+
+def test_half_loader_and_npy_decoding(shards):
+    from efm.train.loader import load_npy
+
+    kw = dict(seed=5, shuffle_buffer=8)
+    full = next(iter(make_loader(shards, 4, **kw)))
+    half = next(iter(make_loader(shards, 4, dtype="float16", **kw)))
+    assert half["signal"].dtype == torch.float16
+    torch.testing.assert_close(half["signal"].float(), full["signal"], rtol=0, atol=0)
+    for arr in (np.arange(12, dtype=np.float16).reshape(3, 4), np.ones((2, 5), order="F")):
+        buf = io.BytesIO()
+        np.save(buf, arr)
+        np.testing.assert_array_equal(load_npy(buf.getvalue()), arr)
+    with pytest.raises(EfmError, match="npy"):
+        load_npy(b"garbage!" * 4)
+    with pytest.raises(EfmError, match="dtype"):
+        make_loader(shards, 4, dtype="int8")
