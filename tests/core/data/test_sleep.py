@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 
 import numpy as np
 import pytest
@@ -58,3 +59,16 @@ def test_pipeline_fills_unannotated_stages_with_yasa(small_corpus) -> None:
     samples, _ = pipeline.process_recording(rec, vars(PipelineConfig()))
     stages = [s["meta"]["labels"]["sleep_stage"] for s in samples]
     assert len(stages) == 11 and set(stages) <= {0, 1, 2, 3, 4}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("EFM_RUN_SLOW"), reason="slow: set EFM_RUN_SLOW=1")
+@pytest.mark.skipif(
+    importlib.util.find_spec("gssc") is None, reason="GSSC is opt-in, not installed"
+)
+def test_gssc_opt_in_stages() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 250 * 600)) * 20e-6
+    out = sleep.stage(x, 250.0, ["C3", "C4", "F3", "O1"], 20, 30.0, "gssc")
+    assert out is not None and out.shape == (20,)
+    assert set(out[:19].tolist()) <= {0, 1, 2, 3, 4}  # GSSC cuts the last partial window
