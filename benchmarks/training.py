@@ -123,7 +123,9 @@ def train_rate(cfg: dict, batch: int, steps: int, warmup: int, device: torch.dev
     }
 
 
-def loader_rate(batch: int, workers: int, n_batches: int) -> dict:
+def loader_rates(batches: list[int], workers: list[int], dtypes: list[str], n_samples: int) -> list:
+    """Loader samples/s on synthetic shards (8 x 7500 float16 µV epochs), per configuration."""
+    out = []
     with tempfile.TemporaryDirectory() as tmp:
         shards = write_synthetic_shards(
             Path(tmp),
@@ -134,25 +136,36 @@ def loader_rate(batch: int, workers: int, n_batches: int) -> dict:
             epoch_s=30.0,
             epochs_per_shard=64,
         )
-        loader = make_loader(
-            shards,
-            batch,
-            num_workers=workers,
-            shuffle_buffer=256,
-            pin_memory=torch.cuda.is_available(),
-        )
-        it = iter(loader)
-        next(it)  # workers started, buffers filled
-        t = time.perf_counter()
-        for _ in range(n_batches):
-            next(it)
-        dt = time.perf_counter() - t
-    return {
-        "batch_size": batch,
-        "workers": workers,
-        "batches": n_batches,
-        "samples_per_s": n_batches * batch / dt,
-    }
+        for batch in batches:
+            for w in workers:
+                for dtype in dtypes:
+                    loader = make_loader(
+                        shards,
+                        batch,
+                        num_workers=w,
+                        shuffle_buffer=256,
+                        pin_memory=torch.cuda.is_available(),
+                        dtype=dtype,
+                    )
+                    it = iter(loader)
+                    for _ in range(max(1, w)):
+                        next(it)  # workers started, buffers filled
+                    n = max(4, n_samples // batch)
+                    t = time.perf_counter()
+                    for _ in range(n):
+                        next(it)
+                    dt = time.perf_counter() - t
+                    del it
+                    out.append(
+                        {
+                            "batch_size": batch,
+                            "workers": w,
+                            "dtype": dtype,
+                            "batches": n,
+                            "samples_per_s": n * batch / dt,
+                        }
+                    )
+    return out
 
 
 def main() -> None:
@@ -197,7 +210,9 @@ def main() -> None:
     achieved = flops / rate["step_s"] / 1e12
     achieved_model = flops / (rate["step_s"] - rate["optimizer_s"]) / 1e12
     workers = args.workers if args.workers is not None else max(1, (os.cpu_count() or 2) // 2)
-    load = loader_rate(batch, workers, n_batches=max(10, 2048 // batch))
+    dtype = "float16" if cuda else "float32"  # what the training loop asks for on this device
+    load = loader_rates([batch], [workers], [dtype], 2048)[0]
+    table = loader_rates([256], sorted({0, 1, workers}), ["float32", "float16"], 2048)
     ratio = load["samples_per_s"] / rate["samples_per_s"]
     result = {
         "benchmark": "training",
@@ -228,6 +243,7 @@ def main() -> None:
         "mfu_without_optimizer": achieved_model / peak,
         "note": args.note,
         "loader": load,
+        "loader_batch_256": table,
         "loader_over_model": ratio,
         "loader_ok": ratio >= 1.5,
     }
