@@ -183,7 +183,7 @@ def process_file(task: dict[str, Any]) -> dict[str, Any]:
         rec.patient_id, rec.recording_id = ids(task["rel"], task["patient_regex"])
         samples, summary = process_recording(rec, task["pipeline"])
         written = shards.write_group(
-            out, task["file_index"], samples, int(task["pipeline"]["shard_max_epochs"])
+            out, shards.group_id(task["rel"]), samples, int(task["pipeline"]["shard_max_epochs"])
         )
     except Exception as exc:  # any failure is this file's, never the run's
         if not isinstance(exc, EfmError):

@@ -120,7 +120,7 @@ def prepare(
     mine = [(k, p, rel) for k, (p, rel) in enumerate(files) if k % num_shards == shard_index]
     resume_path, fail_path = shards.log_paths(out, shard_index, num_shards)
     resume, failures = shards.Log(resume_path), shards.Log(fail_path, fresh=True)
-    shards.remove_stale(out, {k for k, _, _ in mine})
+    shards.remove_stale(out, {shards.group_id(rel) for _, _, rel in mine})
     done = frozenset(shards.completed(out))
     reader = cfg.get("reader") or {"name": "mne"}
     reader_cfg = {k: v for k, v in reader.items() if k != "name"}
@@ -148,7 +148,7 @@ def prepare(
         "epoch_s": cfg["pipeline"]["epoch_s"],
         "root": str(root),
     }
-    manifest = shards.write_manifest(out, info, len(files))
+    manifest = shards.write_manifest(out, info, [rel for _, rel in files])
     summary.update(
         out=str(out),
         root=str(root),
@@ -169,6 +169,9 @@ def _run(
 ) -> dict[str, Any]:
     from tqdm import tqdm
 
+    owners: dict[str, str] = {}  # sha256 -> the source prepared with that content
+    for e in shards.entries(resume.path.parent.parent):
+        owners.setdefault(e["sha256"], e.get("duplicate_of") or e["source"])
     stats: dict[str, Any] = {
         "ok": 0,
         "done": 0,
@@ -197,6 +200,17 @@ def _run(
             stats["shards"] += len(res["shards"])
         elif res["status"] == "done":
             stats["done"] += 1
+            twin = owners.get(res["sha256"])
+            if twin is not None and twin != res["source"]:  # same content under another path
+                resume.append(
+                    {
+                        "sha256": res["sha256"],
+                        "source": res["source"],
+                        "file_index": res["file_index"],
+                        "duplicate_of": twin,
+                    }
+                )
+                owners.setdefault(res["sha256"], twin)
         else:
             failures.append({k: res[k] for k in ("source", "file_index", "kind", "reason")})
             stats["failed"] += 1

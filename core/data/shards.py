@@ -2,20 +2,23 @@
 
 Layout of a prepared directory ``OUT``::
 
-    OUT/config.json                      the data/pipeline/reader config it was prepared with
-    OUT/shards/shard-FFFFFF-PPP.tar      epochs of the file with index F (sorted file list), part P
-    OUT/logs/resume-I-of-N.jsonl         one line per completed file (key: its sha256)
-    OUT/logs/failures-I-of-N.jsonl       one line per failed file of the latest run, with its reason
-    OUT/manifest.json                    every shard, with counts; written when a run ends
+    OUT/config.json                        the data/pipeline/reader config it was prepared with
+    OUT/shards/shard-GGGGGGGGGGGG-PPP.tar  part P of one file's epochs (G: hash of its path)
+    OUT/logs/resume-III-of-NNN.jsonl       one line per completed file (key: its sha256)
+    OUT/logs/failures-III-of-NNN.jsonl     one line per failed file of the latest run, with reason
+    OUT/manifest.json                      every shard, with counts; written when a run ends
 
 Each source file gets its own shard group, written under a temporary name and renamed when complete;
 its sha256 goes to the resume log only after all its shards are renamed. The contents are a pure
 function of the file and the config (fixed tar metadata), so a run that is killed and restarted
-writes exactly the shards of an uninterrupted one.
+writes exactly the shards of an uninterrupted one. Group names hash the file's path relative to the
+data root, so adding files to the root never renames or overwrites prepared shards. A file whose
+sha256 was already prepared under another path is logged as a duplicate and not prepared again.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -28,8 +31,16 @@ TMP = ".tmp"
 MAX_UV = 65000.0  # float16 range
 
 
-def shard_name(file_index: int, part: int) -> str:
-    return f"shard-{file_index:06d}-{part:03d}.tar"
+def group_id(rel: str) -> str:
+    """The shard-group name of a source file: a hash of its path relative to the data root.
+
+    Stable when files are added to or removed from the root, unlike a position in the file list.
+    """
+    return hashlib.sha1(rel.encode("utf-8")).hexdigest()[:12]
+
+
+def shard_name(group: str, part: int) -> str:
+    return f"shard-{group}-{part:03d}.tar"
 
 
 def _npy(x: np.ndarray) -> bytes:
@@ -39,7 +50,7 @@ def _npy(x: np.ndarray) -> bytes:
 
 
 def write_group(
-    out: Path, file_index: int, samples: list[dict[str, Any]], max_per_shard: int
+    out: Path, group: str, samples: list[dict[str, Any]], max_per_shard: int
 ) -> list[dict[str, Any]]:
     """Write one file's samples into its shard group; return ``[{"path", "n_epochs"}]``.
 
@@ -53,7 +64,7 @@ def write_group(
     written = []
     for part, lo in enumerate(range(0, len(samples), max_per_shard)):
         chunk = samples[lo : lo + max_per_shard]
-        final = folder / shard_name(file_index, part)
+        final = folder / shard_name(group, part)
         tmp = final.with_name(f"{final.name}{TMP}-{os.getpid()}")  # a killed run's orphan differs
         with open(tmp, "wb") as fh:
             writer = wds.TarWriter(fh, encoder=False, mtime=0.0, user="efm", group="efm")
@@ -70,15 +81,11 @@ def write_group(
     return written
 
 
-def remove_stale(out: Path, file_indices: set[int]) -> int:
-    """Delete temporary shards left by a killed run (only those of ``file_indices``)."""
+def remove_stale(out: Path, groups: set[str]) -> int:
+    """Delete temporary shards left by a killed run (only those of ``groups``)."""
     n = 0
     for p in (out / "shards").glob(f"shard-*{TMP}*"):
-        try:
-            idx = int(p.name.split("-")[1])
-        except (IndexError, ValueError):
-            continue
-        if idx in file_indices:
+        if p.name.split("-")[1] in groups:
             p.unlink(missing_ok=True)
             n += 1
     return n
@@ -123,45 +130,63 @@ def log_paths(out: Path, shard_index: int, num_shards: int) -> tuple[Path, Path]
     return out / "logs" / f"resume-{tag}.jsonl", out / "logs" / f"failures-{tag}.jsonl"
 
 
-def completed(out: Path) -> dict[str, dict[str, Any]]:
-    """sha256 -> resume entry, over the resume logs of every partition."""
-    done: dict[str, dict[str, Any]] = {}
+def entries(out: Path) -> list[dict[str, Any]]:
+    """The latest resume entry of each source file, over every partition, sorted by source.
+
+    A file whose content changed was prepared again; its newer entry (same shard names) wins.
+    """
+    latest: dict[str, dict[str, Any]] = {}
     for path in sorted((out / "logs").glob("resume-*.jsonl")):
         for e in Log.read(path):
-            done[e["sha256"]] = e
-    return done
+            latest[e["source"]] = e
+    return [latest[k] for k in sorted(latest)]
 
 
-def write_manifest(out: Path, info: dict[str, Any], n_files: int) -> dict[str, Any]:
-    """(Re)write ``manifest.json`` from every resume log; ``complete`` once all files are done."""
-    entries = sorted(completed(out).values(), key=lambda e: e["file_index"])
+def completed(out: Path) -> set[str]:
+    """sha256 of every completed file (the resume key)."""
+    return {e["sha256"] for p in (out / "logs").glob("resume-*.jsonl") for e in Log.read(p)}
+
+
+def write_manifest(out: Path, info: dict[str, Any], sources: list[str]) -> dict[str, Any]:
+    """(Re)write ``manifest.json`` from every resume log, for the files of ``sources``.
+
+    ``complete`` is true once every source is done, failed, or a duplicate (same sha256) of a
+    prepared one; a source whose latest attempt failed is left out even if an older version of it
+    was prepared.
+    """
     failures = [f for p in sorted((out / "logs").glob("failures-*.jsonl")) for f in Log.read(p)]
+    failed = {f["source"] for f in failures}
+    current = set(sources)
+    latest = [e for e in entries(out) if e["source"] in current and e["source"] not in failed]
+    done = [e for e in latest if not e.get("duplicate_of")]
+    duplicates = {e["source"]: e["duplicate_of"] for e in latest if e.get("duplicate_of")}
     shards = [
         {**s, "recording_id": e["recording_id"], "patient_id": e["patient_id"]}
-        for e in entries
+        for e in done
         for s in e["shards"]
     ]
     labels: dict[str, dict[str, int]] = {}
-    for e in entries:
+    for e in done:
         for task, counts in e.get("label_counts", {}).items():
             for k, v in counts.items():
                 labels.setdefault(task, {})[k] = labels.setdefault(task, {}).get(k, 0) + v
-    n_chans = max((e["n_chans"] for e in entries), default=0)
+    n_chans = max((e["n_chans"] for e in done), default=0)
     manifest = {
         **info,
         "shards": shards,
         "n_epochs": sum(s["n_epochs"] for s in shards),
         "n_chans": n_chans,
-        "n_recordings": len(entries),
-        "n_patients": len({e["patient_id"] for e in entries}),
-        "hours": round(sum(e["hours"] for e in entries), 4),
+        "n_recordings": len(done),
+        "n_patients": len({e["patient_id"] for e in done}),
+        "hours": round(sum(e["hours"] for e in done), 4),
         "label_counts": labels,
-        "n_files": n_files,
-        "n_failed": len({f["source"] for f in failures}),
-        "complete": len(entries) + len({f["source"] for f in failures}) >= n_files,
+        "n_files": len(current),
+        "n_failed": len(failed & current),
+        "duplicates": duplicates,
+        "complete": current <= failed | {e["source"] for e in latest},
     }
-    if entries:
-        manifest["ch_names"] = entries[0]["ch_names"]
+    if done:
+        manifest["ch_names"] = done[0]["ch_names"]
     tmp = out / f"manifest.json{TMP}-{os.getpid()}"
     tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True), encoding="utf-8")
     os.replace(tmp, out / "manifest.json")

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from efm.data import ensure_shards, prepare
+from efm.data.shards import group_id
 from tests.conftest import ROOT
 
 FAST = ["pipeline.sleep_staging=none", "--no-progress"]
@@ -54,12 +55,14 @@ def test_shard_contract(prepared: Path) -> None:
     assert m["complete"] and m["n_recordings"] == 3 and m["n_patients"] == 3
     assert m["n_chans"] == 8 and m["sfreq"] == 250.0 and m["epoch_s"] == 30.0
     assert m["n_epochs"] == sum(s["n_epochs"] for s in m["shards"]) == 33
+    g0, g1 = (group_id(f"patient-0{i}/patient-0{i}_rec-01.edf") for i in (0, 1))
     assert [s["path"] for s in m["shards"]][:4] == [
-        "shards/shard-000000-000.tar",
-        "shards/shard-000000-001.tar",
-        "shards/shard-000000-002.tar",
-        "shards/shard-000001-000.tar",
+        f"shards/shard-{g0}-000.tar",
+        f"shards/shard-{g0}-001.tar",
+        f"shards/shard-{g0}-002.tar",
+        f"shards/shard-{g1}-000.tar",
     ]
+    assert m["shards"][0]["recording_id"] == "patient-00-patient-00_rec-01"
     got = samples(prepared)
     assert len(got) == 33
     key, sig, meta = got[0]
@@ -235,10 +238,11 @@ def test_resume_from_every_crash_state(prepared: Path, small_corpus: Path, tmp_p
     first = log_path.read_text().splitlines()[0]
     log_path.write_text(first + "\n" + '{"sha256": "torn li')  # killed while appending
     (out / "manifest.json").unlink()  # killed before the manifest
-    half = (out / "shards" / "shard-000001-001.tar").read_bytes()
-    (out / "shards" / "shard-000001-001.tar").unlink()  # file 1 killed mid-group ...
-    (out / "shards" / "shard-000001-001.tar.tmp-99999").write_bytes(half[: len(half) // 2])
-    (out / "shards" / "shard-000002-000.tar").write_bytes(b"stale")  # file 2: renamed, unlogged
+    g1, g2 = (group_id(f"patient-0{i}/patient-0{i}_rec-01.edf") for i in (1, 2))
+    half = (out / "shards" / f"shard-{g1}-001.tar").read_bytes()
+    (out / "shards" / f"shard-{g1}-001.tar").unlink()  # file 1 killed mid-group ...
+    (out / "shards" / f"shard-{g1}-001.tar.tmp-99999").write_bytes(half[: len(half) // 2])
+    (out / "shards" / f"shard-{g2}-000.tar").write_bytes(b"stale")  # file 2: renamed, unlogged
     assert run_cli(f"data.root={small_corpus}", f"out={out}", "pipeline.shard_max_epochs=4") == 0
     assert not _tmps(out)
     assert shard_contents(out) == shard_contents(prepared)
@@ -349,3 +353,26 @@ def test_real_format_samples(real_data: Path, tmp_path: Path) -> None:
     assert len(got) == 4  # test_edf_overlapping_annotations.edf: 124 s, EEGMMIDB names "Fp1."
     labels = [m["labels"] for _, _, m in got]
     assert all("task" in lab["events"] for lab in labels)  # its T0/T1/T2 annotations
+
+
+def test_adding_a_file_keeps_prepared_shards(
+    prepared: Path, small_corpus: Path, tmp_path: Path
+) -> None:
+    """Shard names hash the file's path, so a new file never renames or overwrites older shards."""
+    root = tmp_path / "in"
+    shutil.copytree(small_corpus, root)
+    out = tmp_path / "out"
+    assert run_cli(f"data.root={root}", f"out={out}", "pipeline.shard_max_epochs=4") == 0
+    before = shard_contents(out)
+    assert before == shard_contents(prepared)  # the same files under another root
+    from efm.data import demo
+
+    demo.generate_recording(root / "a-first", 3, 5.5, 0)  # a new patient that sorts first
+    shutil.copy(root / "patient-02" / "patient-02_rec-01.edf", root / "z-copy.edf")  # a duplicate
+    assert run_cli(f"data.root={root}", f"out={out}", "pipeline.shard_max_epochs=4") == 0
+    after = shard_contents(out)
+    assert {k: after[k] for k in before} == before
+    assert len(after) == len(before) + 3
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["n_recordings"] == 4 and m["n_epochs"] == 44 and m["complete"]
+    assert m["duplicates"] == {"z-copy.edf": "patient-02/patient-02_rec-01.edf"}
