@@ -18,7 +18,6 @@ import argparse
 import concurrent.futures as cf
 import logging
 import multiprocessing
-import os
 import sys
 import time
 from pathlib import Path
@@ -45,7 +44,6 @@ _DONE: frozenset[str] = frozenset()
 def _init_worker(done: frozenset[str]) -> None:
     global _DONE
     _DONE = done
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
     try:
         import mne
 
