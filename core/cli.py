@@ -171,7 +171,13 @@ def _external(name: str, argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # external subcommands own everything after their name, `--help` included
+    split = next((i for i, a in enumerate(argv) if not a.startswith("-")), len(argv))
+    if split < len(argv) and argv[split] in EXTERNAL:
+        args = parser.parse_args(argv[:split])
+        args.command, args.external, args.rest = argv[split], argv[split], argv[split + 1 :]
+    else:
+        args = parser.parse_args(argv)
     _setup_logging(args.verbose)
     if args.command is None:
         parser.print_help()

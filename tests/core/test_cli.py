@@ -88,3 +88,10 @@ def test_cp(fake, tmp_path, capsys):
 def test_bad_override_is_usage_error(capsys):
     assert main(["validate", "recipe=epi250k", "notanoverride"]) == 2
     assert "key=value" in capsys.readouterr().err
+
+
+def test_external_subcommand_owns_its_help(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["prepare", "--help"])
+    assert exc.value.code == 0
+    assert "usage: efm prepare" in capsys.readouterr().out
