@@ -66,6 +66,9 @@ def write_report(run_dir: Path, report: dict[str, Any]) -> tuple[Path, Path]:
                 lines.append(f"![{name}](figures/{name})")
         lines.append("")
     probes = report.get("probes") or {}
+    baseline = ((report.get("encoders") or {}).get("random_init") or {}).get("tasks") or {}
+    rows = [(task, r) for task, r in probes.items()]
+    rows += [(f"{task} (random-init encoder, baseline)", r) for task, r in baseline.items()]
     if probes:
         lines += ["## Linear probes (frozen encoder, patient-level splits)", ""]
         lines += [
@@ -73,7 +76,7 @@ def write_report(run_dir: Path, report: dict[str, Any]) -> tuple[Path, Path]:
             "weighted F1 | AUPRC |",
             "|---|---|---|---|---|---|---|---|---|",
         ]
-        for task, r in probes.items():
+        for task, r in rows:
             if "skipped" in r:
                 lines.append(f"| {task} | skipped: {r['skipped']} ||||||||")
                 continue
@@ -103,6 +106,9 @@ def write_report(run_dir: Path, report: dict[str, Any]) -> tuple[Path, Path]:
                 )
                 lines.append(f"![{task}](figures/{name})")
         lines.append("")
+    times = report.get("times") or {}
+    if times:
+        lines += ["## Time", "", ", ".join(f"{k[:-2]} {v:.1f} s" for k, v in times.items()), ""]
     md = run_dir / "report.md"
     md.write_text("\n".join(lines), encoding="utf-8")
     js = run_dir / "report.json"
