@@ -610,7 +610,10 @@ def load_diver_checkpoint(
 
 def build(**cfg: Any) -> Moirai:
     """Registry builder."""
-    return Moirai(MoiraiConfig(**{k: v for k, v in cfg.items()}))
+    model = Moirai(MoiraiConfig(**cfg))
+    if model.cfg.diver_checkpoint:
+        load_diver_checkpoint(model, model.cfg.diver_checkpoint)
+    return model
 
 
 def config_dict(model: Moirai) -> dict[str, Any]:

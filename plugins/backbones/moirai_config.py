@@ -67,6 +67,11 @@ class MoiraiConfig:
     embed_window : int
         :meth:`embed` of inputs longer than this many patches averages the embeddings of
         consecutive windows of this length (e.g. the training crop); 0: embed the whole input.
+    diver_checkpoint : str | None
+        A released DIVER-1 checkpoint (``.pt``, DeepSpeed ``{"module": ...}`` or a plain state dict)
+        loaded into the backbone when it is built; the sizes must match (e.g. ``moirai_tiny`` with
+        ``patch_len: 50`` for ``ieeg_pretrained_weights.pt``, ``moirai_small`` with ``patch_len: 500``
+        for ``i_eeg_pretrained_weights.pt``).
     """
 
     d_model: int = 256
@@ -87,6 +92,7 @@ class MoiraiConfig:
     pack: bool = False
     pack_len: int = 0
     embed_window: int = 0
+    diver_checkpoint: str | None = None
 
 
 def size_defaults(size: str) -> dict[str, int]:

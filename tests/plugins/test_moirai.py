@@ -79,6 +79,10 @@ def test_matches_diver1_release(case: int, tmp_path: Path) -> None:
     cfg = MoiraiConfig(d_model=d, n_layers=1, patch_len=p, mup=gold["mup"], input_scale=1.0)
     model = Moirai(cfg).eval()
     heads = load_diver_checkpoint(model, tmp_path / "ckpt.pt")
+    built = registry.create("backbones", "moirai_test", **{**cfg.__dict__,
+                            "diver_checkpoint": str(tmp_path / "ckpt.pt")})  # fmt: skip
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(built.state_dict()[k], v)
     assert set(heads) >= {"time.weight", "time.bias", "fft.weight", "fft.bias"}
     with torch.no_grad():
         y = model(_golden_tokens(p)).features.view(2, 3, 4, d)
