@@ -91,6 +91,12 @@ def run(cfg: dict[str, Any]) -> int:
     else:
         _say(f"pretraining already complete ({result.steps} steps); reusing {result.checkpoint}")
 
+    import torch
+
+    if torch.distributed.is_initialized():  # under torchrun: rank 0 probes and reports
+        torch.distributed.barrier()
+        if torch.distributed.get_rank() != 0:
+            return 0
     t0 = time.perf_counter()
     pretrained = probe(cfg, shards, run_dir, result.checkpoint, "pretrained")
     baseline = probe(cfg, shards, run_dir, None, "random_init")
