@@ -68,22 +68,50 @@ def flash_target_freqs(fmin: float, fmax: float, breakpoint: float, n_out: int) 
     return torch.where(pos < 1.0, low, high)
 
 
-def run_chunked(
+CACHE_ELEMS = 1 << 21  # float32 intermediates per block in eager mode (8 MB: stays in cache)
+
+
+def block_rows(per_sample: int, mem_elems: int, cache_elems: int = CACHE_ELEMS) -> int:
+    """Rows (samples) per block: ``mem_elems`` bounds memory; in eager mode the smaller
+    ``cache_elems`` also keeps each block's intermediates in the CPU caches. Under
+    ``torch.compile`` only the memory bound applies (inductor fuses the intermediates away).
+    """
+    rows = mem_elems // max(1, per_sample)
+    if not torch.compiler.is_compiling():
+        rows = min(rows, cache_elems // max(1, per_sample))
+    return max(1, rows)
+
+
+def run_blocked(
     fn, x: torch.Tensor, rows: int, out_shape: tuple[int, ...], out_dtype: torch.dtype
 ) -> torch.Tensor:
-    """Apply ``fn`` to slices of ``x`` along dim 0 of at most ``rows`` and fill one output.
+    """Apply ``fn(x_block_fp32, out_block)`` to blocks of at most ``rows`` along dim 0.
 
-    Bounds peak memory to one chunk of intermediates; the loop is over a handful of large blocks
-    (a static count under ``torch.compile``), never over samples or channels one by one.
+    ``fn`` writes its result into ``out_block`` (a slice of the preallocated output, possibly of
+    a lower precision) when given one and returns it; given None it returns a new fp32 tensor.
+    Eager mode writes every block in place (no extra copy of the output); under ``torch.compile``
+    the blocks are assigned, and a batch within ``rows`` is one block. The loop is over blocks of
+    samples sized for the caches or for memory, never over samples, channels or bands one by one.
     """
     b = x.shape[0]
-    rows = max(1, int(rows))
-    if b <= rows:
-        return fn(x).to(out_dtype)
+    if torch.compiler.is_compiling():
+        if b <= rows:
+            return fn(x.float(), None).to(out_dtype)
+        out = x.new_empty((b, *out_shape), dtype=out_dtype)
+        for start in range(0, b, rows):
+            out[start : start + rows] = fn(x[start : start + rows].float(), None).to(out_dtype)
+        return out
     out = x.new_empty((b, *out_shape), dtype=out_dtype)
     for start in range(0, b, rows):
-        out[start : start + rows] = fn(x[start : start + rows]).to(out_dtype)
+        fn(x[start : start + rows].float(), out[start : start + rows])
     return out
+
+
+def write(out: torch.Tensor | None, result: torch.Tensor) -> torch.Tensor:
+    """``result`` copied into ``out`` (returned), or ``result`` itself when ``out`` is None."""
+    if out is None:
+        return result
+    return out.copy_(result)
 
 
 def upcast(x: torch.Tensor) -> tuple[torch.Tensor, torch.dtype]:

@@ -8,6 +8,10 @@ log-then-linear axis (log ``fmin`` -> ``freq_breakpoint``, linear up to ``fmax``
 flash-eeg maps a target frequency to a bin position as if the kept bins spanned exactly
 ``fmin..fmax`` (at 250 Hz / 1024 they span 1.22..99.85 Hz). By default this module interpolates at
 the bins' true frequencies; ``flash_compat=True`` reproduces flash-eeg's mapping.
+
+On the CPU the batch runs in blocks sized for the caches (eager mode), each written straight into
+the output; the bilinear resize, whose height is unchanged, is the equal (bit for bit) 1-D linear
+resize along time.
 """
 
 from __future__ import annotations
@@ -15,18 +19,18 @@ from __future__ import annotations
 from typing import ClassVar
 
 import torch
-from einops import rearrange
+import torch.nn.functional as F
 from torch import nn
 
 from efm_plugins.tokenizers._common import (
+    block_rows,
     check_option,
     check_signal,
-    db,
     flash_target_freqs,
     minmax,
     resize,
-    run_chunked,
-    upcast,
+    run_blocked,
+    write,
 )
 from efm_plugins.tokenizers.config import RepresentationError
 
@@ -105,28 +109,45 @@ class Spectrogram(nn.Module):
             return (n_chans, self.n_bins, self.n_frames(n_times))
         return (n_chans, self.size, self.size)
 
-    def power_db(self, x: torch.Tensor) -> torch.Tensor:
-        """dB power of the kept bins, ``[B, C, n_bins, n_frames]`` (fp32 in, fp32 out)."""
-        pad = self.n_fft // 2
-        xp = torch.nn.functional.pad(x, (pad, pad), mode="reflect")  # [B, C, T + n_fft]
-        frames = xp.unfold(-1, self.n_fft, self.hop) * self.window  # [B, C, n_frames, n_fft]
-        spec = torch.fft.rfft(frames, dim=-1)[..., self.bin_min : self.bin_max + 1]
-        power = torch.view_as_real(spec).square().sum(-1)  # [B, C, n_frames, n_bins]
-        return db(rearrange(power, "b c t f -> b c f t").contiguous())
+    def power_db(self, x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """dB power of the kept bins, ``[B, C, n_bins, n_frames]`` (fp32 in; written to ``out``)."""
+        b, c, t = x.shape
+        spec = torch.stft(
+            x.reshape(b * c, t),
+            self.n_fft,
+            self.hop,
+            window=self.window,
+            center=True,
+            pad_mode="reflect",
+            return_complex=True,
+        )[:, self.bin_min : self.bin_max + 1]  # [B*C, n_bins, n_frames] (Hann, reflect padding)
+        power = (spec * spec.conj()).real.view(b, c, self.n_bins, -1)
+        if out is None or out.dtype != torch.float32:
+            res = torch.add(power, 1e-10, out=power.new_empty(power.shape))
+            return write(out, res.log10_().mul_(10.0))
+        return torch.add(power, 1e-10, out=out).log10_().mul_(10.0)  # flash-eeg's dB
 
-    def _image(self, x: torch.Tensor) -> torch.Tensor:
+    def _raw(self, x: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
+        return self.power_db(x, out)
+
+    def _image(self, x: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
         spec = self.power_db(x)  # [b, C, n_bins, n_frames]
         lo = spec.index_select(-2, self.idx_lo)  # [b, C, F_out, n_frames]
         hi = spec.index_select(-2, self.idx_hi)
-        img = torch.lerp(lo, hi, self.frac[:, None])
-        return resize(minmax(img), self.size)
+        img = minmax(torch.lerp(lo, hi, self.frac[:, None]))
+        b, c, f, n = img.shape
+        if f != self.size:
+            return write(out, resize(img, self.size))
+        # bilinear to (size, size) with the height unchanged is exactly linear along time
+        wide = F.interpolate(
+            img.view(b, c * f, n), size=self.size, mode="linear", align_corners=False
+        )
+        return write(out, wide.view(b, c, f, self.size))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_signal(x, "spectrogram", min_times=self.n_fft // 2 + 1)
-        x32, dtype = upcast(x)
         b, c, t = x.shape
         per_sample = c * self.n_frames(t) * (3 * self.n_fft + 2 * self.n_freqs_out)
-        rows = self.chunk_elems // per_sample
-        if self.output == "raw":
-            return run_chunked(self.power_db, x32, rows, self.output_shape(c, t), dtype)
-        return run_chunked(self._image, x32, rows, (c, self.size, self.size), dtype)
+        rows = block_rows(per_sample, self.chunk_elems)
+        fn = self._raw if self.output == "raw" else self._image
+        return run_blocked(fn, x, rows, self.output_shape(c, t), x.dtype)

@@ -4,7 +4,8 @@ flash-eeg 0.4.1 (Swiss-Epilepsy-Center/flash-eeg, ``ReshapeSquare``): keep the f
 ``floor(sqrt(T))**2`` samples (7500 -> 86**2 = 7396), fold them row-major into a square, min-max
 per (sample, channel), nearest resize to ``output_size``, then permute ``block_size``-row blocks
 with one fixed permutation (``torch.randperm`` seeded 42) shared by every sample. Here the resize
-and the permutation are folded into one row gather and one column gather.
+and the permutation are folded into one column gather and one row gather (written straight into the
+output), in blocks of samples sized for the CPU caches.
 
 ``bandpass``: zero-phase FFT filter with raised-cosine edges, rising over [low - rolloff, low] and
 falling over [high, high + rolloff]; ``rolloff=0`` is a brick wall. fp32 inside, input dtype out.
@@ -19,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from efm_plugins.tokenizers._common import check_signal, minmax, upcast
+from efm_plugins.tokenizers._common import block_rows, check_signal, minmax, run_blocked
 from efm_plugins.tokenizers.config import RepresentationError
 
 
@@ -68,15 +69,21 @@ class TemporalMatrix(nn.Module):
         rows = blocks[self.perm].reshape(-1)  # output block i shows resized block perm[i]
         return side, rows, near
 
+    def _image(self, x: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
+        b, c, t = x.shape
+        side, rows, cols = self.index(t)
+        square = minmax(x[..., : side * side].reshape(b, c, side, side))  # [b, C, s, s]
+        wide = square.index_select(-1, cols)  # [b, C, s, S]
+        if out is None or out.dtype != wide.dtype:
+            res = wide.index_select(-2, rows)  # [b, C, S, S]
+            return res if out is None else out.copy_(res)
+        return torch.index_select(wide, -2, rows, out=out)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_signal(x, "temporal_matrix", min_times=1)
-        x32, dtype = upcast(x)
-        b, c, _ = x.shape
-        side, rows, cols = self.index(x.shape[-1])
-        square = minmax(x32[..., : side * side].reshape(b, c, side, side))  # [B, C, s, s]
-        flat = (rows[:, None] * side + cols[None, :]).reshape(-1)  # [S * S] source pixel
-        img = square.flatten(-2)[..., flat]  # one gather: [B, C, S * S]
-        return img.view(b, c, self.size, self.size).to(dtype)
+        b, c, t = x.shape
+        rows = block_rows(c * (t + 3 * self.size * self.size), 1 << 26)
+        return run_blocked(self._image, x, rows, self.output_shape(c, t), x.dtype)
 
 
 class Bandpass(nn.Module):
@@ -116,9 +123,16 @@ class Bandpass(nn.Module):
         fall = (((self.high + self.rolloff) - f) / self.rolloff).clamp(0.0, 1.0)
         return 0.25 * (1 - torch.cos(math.pi * rise)) * (1 - torch.cos(math.pi * fall))
 
+    def _filter(self, x: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
+        t = x.shape[-1]
+        spec = torch.fft.rfft(x, dim=-1).mul_(self.response(t, x.device))
+        if out is None or out.dtype != torch.float32:
+            res = torch.fft.irfft(spec, n=t, dim=-1)
+            return res if out is None else out.copy_(res)
+        return torch.fft.irfft(spec, n=t, dim=-1, out=out)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_signal(x, "bandpass", min_times=2)
-        x32, dtype = upcast(x)
-        t = x.shape[-1]
-        spec = torch.fft.rfft(x32, dim=-1) * self.response(t, x.device)
-        return torch.fft.irfft(spec, n=t, dim=-1).to(dtype)
+        b, c, t = x.shape
+        rows = block_rows(c * 3 * t, 1 << 26)
+        return run_blocked(self._filter, x, rows, (c, t), x.dtype)

@@ -10,9 +10,10 @@ flash-eeg builds tapers of the epoch's length but takes ``rfft(..., n=n_fft)``, 
 first ``n_fft`` (512) tapered samples, about 2 s of a 30 s epoch, where the tapers are near zero.
 ``flash_compat=True`` reproduces that; the default tapers and transforms the whole epoch.
 
-The pair work is batched: the taper-summed imaginary cross-spectra of all pairs are one batched
-matmul per bin (``[Im, -Re] @ [Re, Im]^T``), band sums are one matmul with a [bins, bands] mean
-matrix, and batches run in memory-bounded chunks.
+The pair work is batched without per-bin matrix products: the imaginary cross-spectra of the
+unordered pairs come from the channel axis and its circular shifts by 1..C//2 (a strided view, no
+gather), accumulated over the 2K real taper components; band means are one matmul with a
+[bins, bands] mean matrix. Batches run in blocks sized for the CPU caches (eager) or memory.
 """
 
 from __future__ import annotations
@@ -25,7 +26,14 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from efm_plugins.tokenizers._common import check_option, check_signal, resize, run_chunked, upcast
+from efm_plugins.tokenizers._common import (
+    block_rows,
+    check_option,
+    check_signal,
+    resize,
+    run_blocked,
+    write,
+)
 from efm_plugins.tokenizers.config import RepresentationError
 
 DEFAULT_BANDS = (
@@ -140,22 +148,41 @@ class WPLI(nn.Module):
         """Band-wise WPLI ``[b, n_bands, C, C]`` of an fp32 chunk ``[b, C, T]`` (diagonal 0)."""
         b, c, t = x.shape
         tapers, n, k0, k1, mean = self.plan(t)
-        tapered = x[:, :, None, :] * tapers  # [b, C, K, T]
+        k = tapers.shape[0]
+        m = min(t, n)  # rfft(..., n) reads only the first n samples
+        tapered = x[:, :, None, :m] * tapers[:, :m]  # [b, C, K, m]
         spec = torch.fft.rfft(tapered, n=n, dim=-1)[..., k0:k1]  # [b, C, K, F]
-        re = rearrange(spec.real, "b c k f -> b f c k")
-        im = rearrange(spec.imag, "b c k f -> b f c k")
-        # Im(X_i X_j^*) summed over tapers, every pair at once: [Im, -Re] @ [Re, Im]^T per bin
-        u = torch.cat([im, -re], dim=-1)  # [b, F, C, 2K]
-        v = torch.cat([re, im], dim=-1)
-        cross = rearrange(u @ v.transpose(-1, -2), "b f i j -> b (i j) f") / tapers.shape[0]
-        num = (cross @ mean).abs()  # [b, C*C, n_bands]
-        den = cross.abs() @ mean
-        vals = rearrange(num / (den + 1e-10), "b (i j) n -> b n i j", i=c)
+        # channels and their circular shifts: wrapped[:, C + i] = wrapped[:, i] for i < C//2,
+        # components re_1..K, im_1..K; shifted[:, d - 1, i] = channel (i + d) % C, d = 1..C//2,
+        # covers every unordered pair (i, j) once (twice for d = C/2)
+        half = c // 2
+        wrapped = x.new_empty((b, c + half, 2 * k, k1 - k0))  # [b, C + C//2, 2K, F]
+        wrapped[:, :c, :k].copy_(spec.real)
+        wrapped[:, :c, k:].copy_(spec.imag)
+        wrapped[:, c:].copy_(wrapped[:, :half])
+        shifted = wrapped.unfold(1, c, 1).permute(0, 1, 4, 2, 3)[:, 1:]  # [b, C//2, C, 2K, F]
+        own = wrapped[:, None, :c]  # [b, 1, C, 2K, F]
+        # Im(X_i X_j^*) summed over tapers: sum_k im_i re_j - re_i im_j
+        cross = x.new_empty((b, half, c, k1 - k0))  # [b, C//2, C, F]
+        torch.mul(own[:, :, :, k], shifted[:, :, :, 0], out=cross)
+        cross.addcmul_(own[:, :, :, 0], shifted[:, :, :, k], value=-1.0)
+        for q in range(1, k):  # the K tapers (static, small), all pairs at once
+            cross.addcmul_(own[:, :, :, k + q], shifted[:, :, :, q])
+            cross.addcmul_(own[:, :, :, q], shifted[:, :, :, k + q], value=-1.0)
+        cross = cross.flatten(1, 2).transpose(1, 2)  # [b, F, C//2 * C]
+        mean_t = mean.t() / k  # [n_bands, F]: taper average folded into the band means
+        num = (mean_t @ cross).abs()  # [b, n_bands, pairs]
+        den = mean_t @ cross.abs_()
+        vals = num / (den + 1e-10)
+        full = vals.index_select(2, _pair_index(c, half, x.device))  # [b, n_bands, C*C]
+        out = rearrange(full, "b n (i j) -> b n i j", i=c)
         eye = torch.eye(c, dtype=torch.bool, device=x.device)
-        out = vals.masked_fill(eye, 0.0)  # Im S_ii = 0 exactly; 0/(0+eps) up to rounding
-        return out
+        return out.masked_fill(eye, 0.0)  # Im S_ii = 0: WPLI 0 on the diagonal
 
-    def _image(self, x: torch.Tensor) -> torch.Tensor:
+    def _raw(self, x: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
+        return write(out, self.wpli(x))
+
+    def _image(self, x: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
         w = self.wpli(x)  # [b, 8, C, C]
         lo = w.amin(dim=(-2, -1), keepdim=True)
         hi = w.amax(dim=(-2, -1), keepdim=True)
@@ -168,16 +195,31 @@ class WPLI(nn.Module):
         top = torch.cat([packed[:, 0], packed[:, 1]], dim=-1)
         bottom = torch.cat([packed[:, 2], packed[:, 3]], dim=-1)
         tiled = torch.cat([top, bottom], dim=-2)[:, None]  # [b, 1, 2C, 2C]
-        return resize(tiled, self.size, mode="nearest")
+        return write(out, resize(tiled, self.size, mode="nearest"))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_signal(x, "wpli", min_times=8)
         if x.shape[1] < 2:
             raise RepresentationError(f"wpli: needs at least 2 channels, got {x.shape[1]}")
-        x32, dtype = upcast(x)
         b, c, t = x.shape
         n = self.n_fft if self.flash_compat else t
-        per_sample = c * self.n_tapers * (t + n) + c * c * n
-        rows = self.chunk_elems // per_sample
-        fn = self.wpli if self.output == "raw" else self._image
-        return run_chunked(fn, x32, rows, self.output_shape(c, t), dtype)
+        m = min(t, n)
+        f = n // 2 + 1
+        per_sample = c * (t + self.n_tapers * (m + 2 * f + 4 * f)) + c * c * f
+        rows = block_rows(per_sample, self.chunk_elems)
+        fn = self._raw if self.output == "raw" else self._image
+        return run_blocked(fn, x, rows, self.output_shape(c, t), x.dtype)
+
+
+def _pair_index(c: int, half: int, device: torch.device) -> torch.Tensor:
+    """For each (i, j) of a C x C matrix, the row of the ``[C//2 * C]`` shifted-pair table holding
+    pair (i, j): shift ``d = (j - i) % C`` at channel i when ``d <= C//2``, else shift
+    ``(i - j) % C`` at channel j (WPLI is symmetric). The diagonal points at row 0 (masked).
+    """
+    i = torch.arange(c, device=device)[:, None]
+    j = torch.arange(c, device=device)[None, :]
+    fwd = (j - i) % c
+    use_fwd = fwd <= half
+    d = torch.where(use_fwd, fwd, (i - j) % c)
+    src = torch.where(use_fwd, i, j).expand(c, c)
+    return ((d - 1).clamp(min=0) * c + src).reshape(-1)
