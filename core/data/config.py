@@ -15,6 +15,12 @@ class DataConfig:
     group ``patient`` (or the whole match) is the patient id used for patient-level splits. The
     default takes the file name up to its first ``_`` or ``.`` (``chb01_03.edf`` -> ``chb01``,
     ``sub-01_task-rest_eeg.edf`` -> ``sub-01``).
+
+    ``file_labels`` labels whole files: ``{task: {regex: label}}``. Each regex is searched in the
+    file's path relative to ``root`` (POSIX separators), in order; the first that matches gives
+    every epoch of the file ``labels[task] = label`` (an integer >= 0, overriding an annotation
+    label of the same task); a file that none matches gets no ``task`` label. EEGMAT, for example:
+    ``{arithmetic: {"_2\\.edf$": 1, "_1\\.edf$": 0}}``. It is part of the prepared data's identity.
     """
 
     root: str | None = None
@@ -26,6 +32,7 @@ class DataConfig:
     demo_patients: int = 6
     demo_minutes: float = 10.0
     demo_seed: int = 0
+    file_labels: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 @dataclass

@@ -45,6 +45,40 @@ def ids(rel: str, regex: str) -> tuple[str, str]:
     return re.sub(r"[^A-Za-z0-9_-]+", "-", patient or recording), recording
 
 
+RESERVED_TASKS = ("events", "annotations")  # meta keys that are not label tasks
+
+
+def check_file_labels(spec: dict[str, dict[str, int]] | None) -> list[str]:
+    """Problems of a ``data.file_labels`` mapping: bad regexes, negative labels, reserved tasks."""
+    problems = []
+    for task, rules in (spec or {}).items():
+        if task in RESERVED_TASKS:
+            problems.append(
+                f"data.file_labels.{task}: {task!r} is reserved, name the task otherwise"
+            )
+        for rx, value in (rules or {}).items():
+            try:
+                re.compile(rx)
+            except re.error as exc:
+                problems.append(f"data.file_labels.{task}: bad regex {rx!r}: {exc}")
+            if not isinstance(value, int) or value < 0:
+                problems.append(f"data.file_labels.{task}[{rx!r}]={value!r}: needs an integer >= 0")
+    return problems
+
+
+def file_labels(rel: str, spec: dict[str, dict[str, int]] | None) -> dict[str, int]:
+    """The file-level labels of a POSIX path relative to the data root (``data.file_labels``).
+
+    Per task, the first regex (in order) found in ``rel`` gives the label; no match, no label.
+    """
+    out = {}
+    for task, rules in (spec or {}).items():
+        hit = next((v for rx, v in (rules or {}).items() if re.search(rx, rel)), None)
+        if hit is not None:
+            out[task] = int(hit)
+    return out
+
+
 def failure_kind(exc: BaseException) -> str:
     """A short reason class for the summary: truncated, zero-length, corrupt, layout, too-short ..."""
     msg = str(exc).lower()
@@ -71,8 +105,13 @@ def read(path: Path, reader: Any) -> Recording:
         raise ReaderError(f"{path}: {type(exc).__name__}: {exc}") from exc
 
 
-def process_recording(rec: Recording, pipe: dict[str, Any]) -> tuple[list[dict[str, Any]], dict]:
-    """Stages 3-9 on a recording: epoch samples (float16 µV) and a summary."""
+def process_recording(
+    rec: Recording, pipe: dict[str, Any], fixed: dict[str, int] | None = None
+) -> tuple[list[dict[str, Any]], dict]:
+    """Stages 3-9 on a recording: epoch samples (float16 µV) and a summary.
+
+    ``fixed`` labels every epoch (file-level labels, :func:`file_labels`), over annotated ones.
+    """
     path = pipe["path"]
     if path == "eeg":
         rec = montage.standardize(rec, pipe.get("channels") or None, pipe["min_electrodes"])
@@ -136,7 +175,7 @@ def process_recording(rec: Recording, pipe: dict[str, Any]) -> tuple[list[dict[s
             k: round(float(q[k][e]), 5)
             for k in ("score", "flat", "clipping", "amplitude", "line_noise")
         }
-        lab = dict(labels[e])
+        lab = {**labels[e], **(fixed or {})}
         meta = {
             **base,
             "epoch_index": int(e),
@@ -167,7 +206,7 @@ def process_file(task: dict[str, Any]) -> dict[str, Any]:
     """Stages 1-10 for one file; returns ``{"status": "ok"|"done"|"failed", ...}``.
 
     ``task``: ``path``, ``rel``, ``file_index``, ``out``, ``done`` (sha256s already complete),
-    ``reader`` (name), ``reader_cfg``, ``pipeline``, ``patient_regex``.
+    ``reader`` (name), ``reader_cfg``, ``pipeline``, ``patient_regex``, ``file_labels``.
     """
     from efm import registry
 
@@ -181,7 +220,8 @@ def process_file(task: dict[str, Any]) -> dict[str, Any]:
         rec = read(path, reader)
         rec.sha256 = digest
         rec.patient_id, rec.recording_id = ids(task["rel"], task["patient_regex"])
-        samples, summary = process_recording(rec, task["pipeline"])
+        fixed = file_labels(task["rel"], task.get("file_labels"))
+        samples, summary = process_recording(rec, task["pipeline"], fixed)
         written = shards.write_group(
             out, shards.group_id(task["rel"]), samples, int(task["pipeline"]["shard_max_epochs"])
         )

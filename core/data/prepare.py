@@ -56,12 +56,12 @@ def _work(task: dict[str, Any]) -> dict[str, Any]:
     return pipeline.process_file({**task, "done": _DONE})
 
 
-def check_pipeline(pipe: dict[str, Any]) -> None:
-    """Every pipeline option that would fail each file, reported once before the run."""
+def check_pipeline(pipe: dict[str, Any], file_labels: dict[str, Any] | None = None) -> None:
+    """Every pipeline option and ``data.file_labels`` rule that would fail, reported once."""
     from efm.data import montage, sleep, taxonomy
     from efm.errors import ConfigError
 
-    problems = []
+    problems = pipeline.check_file_labels(file_labels)
     if pipe["path"] not in ("eeg", "ieeg"):
         problems.append(f"pipeline.path={pipe['path']!r}; options: eeg, ieeg")
     if pipe["epoch_s"] <= 0 or pipe["sfreq"] <= 0 or pipe["shard_max_epochs"] < 1:
@@ -91,7 +91,7 @@ def prepare(
     if not 0 <= shard_index < num_shards:
         raise UsageError(f"--shard-index {shard_index} must be in [0, {num_shards})")
     data = cfg.get("data", {})
-    check_pipeline(cfg["pipeline"])
+    check_pipeline(cfg["pipeline"], data.get("file_labels"))
     out = out_dir(cfg)
     if data.get("root") in (None, ""):
         from efm.data import demo
@@ -114,6 +114,9 @@ def prepare(
             f"no recordings under {root} matching {data.get('glob')!r} with a "
             f"registered extension ({', '.join(sorted(exts)) or 'no readers'})"
         )
+    for task, rules in (data.get("file_labels") or {}).items():
+        if not any(pipeline.file_labels(rel, {task: rules}) for _, rel in files):
+            log.warning("data.file_labels.%s matches none of the %d files", task, len(files))
     check_config(out, cfg)
     mine = [(k, p, rel) for k, (p, rel) in enumerate(files) if k % num_shards == shard_index]
     resume_path, fail_path = shards.log_paths(out, shard_index, num_shards)
@@ -135,6 +138,7 @@ def prepare(
                 "reader_cfg": reader_cfg if name == reader["name"] else {},
                 "pipeline": cfg["pipeline"],
                 "patient_regex": data["patient_regex"],
+                "file_labels": data.get("file_labels") or {},
             }
         )
     summary = _run(tasks, done, int(data.get("workers") or 1), resume, failures, progress)

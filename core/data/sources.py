@@ -25,6 +25,10 @@ def identity(cfg: dict[str, Any]) -> dict[str, Any]:
     data = cfg.get("data", {})
     keep = ["root", "glob", "patient_regex"]
     ident = {k: data.get(k) for k in keep}
+    if data.get("file_labels"):  # ordered pairs: the first matching rule wins
+        ident["file_labels"] = {
+            t: [[rx, v] for rx, v in r.items()] for t, r in data["file_labels"].items()
+        }
     if data.get("root") in (None, ""):
         from efm.data.demo import VERSION
 
