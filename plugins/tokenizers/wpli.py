@@ -23,6 +23,7 @@ from typing import ClassVar
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
@@ -30,7 +31,6 @@ from efm_plugins.tokenizers._common import (
     block_rows,
     check_option,
     check_signal,
-    resize,
     run_blocked,
     write,
 )
@@ -121,7 +121,7 @@ class WPLI(nn.Module):
         return (1, self.size, self.size)
 
     def plan(self, n_times: int):
-        """Tapers, FFT length, kept bin range and the [bins, bands] mean matrix for ``n_times``."""
+        """Tapers, FFT length, kept bin range and the [bands, bins] mean matrix for ``n_times``."""
         if n_times == self.n_times:
             return self.tapers, *self._bins, self.band_mean
         return self._plan(n_times, self.tapers.device)  # another length: eager only
@@ -142,12 +142,14 @@ class WPLI(nn.Module):
                 f"wpli: a band holds no frequency bin at resolution {self.sfreq / n:.3g} Hz"
             )
         tapers = dpss_tapers(n_times, self.nw, self.n_tapers).to(device)
-        return tapers, n, k0, k1, member / counts
+        # [n_bands, F] band means with the taper average folded in
+        return tapers, n, k0, k1, (member / counts).t().contiguous() / self.n_tapers
 
-    def wpli(self, x: torch.Tensor) -> torch.Tensor:
-        """Band-wise WPLI ``[b, n_bands, C, C]`` of an fp32 chunk ``[b, C, T]`` (diagonal 0)."""
+    def pair_wpli(self, x: torch.Tensor) -> torch.Tensor:
+        """Band-wise WPLI of the shifted pairs, ``[b, n_bands, C//2 * C]`` (see ``_pair_index``),
+        of an fp32 chunk ``[b, C, T]``."""
         b, c, t = x.shape
-        tapers, n, k0, k1, mean = self.plan(t)
+        tapers, n, k0, k1, mean_t = self.plan(t)
         k = tapers.shape[0]
         m = min(t, n)  # rfft(..., n) reads only the first n samples
         tapered = x[:, :, None, :m] * tapers[:, :m]  # [b, C, K, m]
@@ -169,12 +171,15 @@ class WPLI(nn.Module):
         for q in range(1, k):  # the K tapers (static, small), all pairs at once
             cross.addcmul_(own[:, :, :, k + q], shifted[:, :, :, q])
             cross.addcmul_(own[:, :, :, q], shifted[:, :, :, k + q], value=-1.0)
-        cross = cross.flatten(1, 2).transpose(1, 2)  # [b, F, C//2 * C]
-        mean_t = mean.t() / k  # [n_bands, F]: taper average folded into the band means
-        num = (mean_t @ cross).abs()  # [b, n_bands, pairs]
+        cross = cross.flatten(1, 2).transpose(1, 2)  # [b, F, pairs]
+        num = (mean_t @ cross).abs()  # [b, n_bands, pairs]: |mean_f Im S| / K
         den = mean_t @ cross.abs_()
-        vals = num / (den + 1e-10)
-        full = vals.index_select(2, _pair_index(c, half, x.device))  # [b, n_bands, C*C]
+        return num / (den + 1e-10)
+
+    def wpli(self, x: torch.Tensor) -> torch.Tensor:
+        """Band-wise WPLI ``[b, n_bands, C, C]`` of an fp32 chunk ``[b, C, T]`` (diagonal 0)."""
+        c = x.shape[1]
+        full = self.pair_wpli(x).index_select(2, _pair_index(c, x.device))  # [b, n_bands, C*C]
         out = rearrange(full, "b n (i j) -> b n i j", i=c)
         eye = torch.eye(c, dtype=torch.bool, device=x.device)
         return out.masked_fill(eye, 0.0)  # Im S_ii = 0: WPLI 0 on the diagonal
@@ -182,20 +187,22 @@ class WPLI(nn.Module):
     def _raw(self, x: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
         return write(out, self.wpli(x))
 
-    def _image(self, x: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
-        w = self.wpli(x)  # [b, 8, C, C]
-        lo = w.amin(dim=(-2, -1), keepdim=True)
-        hi = w.amax(dim=(-2, -1), keepdim=True)
+    def _image(
+        self, x: torch.Tensor, out: torch.Tensor | None, pixels: torch.Tensor
+    ) -> torch.Tensor:
+        """Min-max per band (over C x C: the pairs and the zero diagonal), then one gather of
+        every output pixel from the pair values and a constant 1 (see ``_pixel_index``)."""
+        w = self.pair_wpli(x)  # [b, 8, pairs]
+        zero = w.new_zeros(())
+        lo = torch.minimum(w.amin(dim=-1, keepdim=True), zero)
+        hi = torch.maximum(w.amax(dim=-1, keepdim=True), zero)
         w = (w - lo) / (hi - lo + 1e-8)
-        c = w.shape[-1]
-        upper = torch.triu(w[:, 0::2].transpose(-2, -1))  # bands 0, 2, 4, 6
-        lower = torch.tril(w[:, 1::2], diagonal=-1)  # bands 1, 3, 5, 7
-        eye = torch.eye(c, dtype=torch.bool, device=w.device)
-        packed = torch.where(eye, torch.ones_like(upper), upper + lower)  # [b, 4, C, C]
-        top = torch.cat([packed[:, 0], packed[:, 1]], dim=-1)
-        bottom = torch.cat([packed[:, 2], packed[:, 3]], dim=-1)
-        tiled = torch.cat([top, bottom], dim=-2)[:, None]  # [b, 1, 2C, 2C]
-        return write(out, resize(tiled, self.size, mode="nearest"))
+        values = torch.cat([w.flatten(1), w.new_ones(w.shape[0], 1)], dim=1)  # [b, 8 * pairs + 1]
+        b = values.shape[0]
+        if out is None or out.dtype != values.dtype:
+            return write(out, values.index_select(1, pixels).view(b, 1, self.size, self.size))
+        torch.index_select(values, 1, pixels, out=out.view(b, -1))
+        return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_signal(x, "wpli", min_times=8)
@@ -207,15 +214,20 @@ class WPLI(nn.Module):
         f = n // 2 + 1
         per_sample = c * (t + self.n_tapers * (m + 2 * f + 4 * f)) + c * c * f
         rows = block_rows(per_sample, self.chunk_elems)
-        fn = self._raw if self.output == "raw" else self._image
-        return run_blocked(fn, x, rows, self.output_shape(c, t), x.dtype)
+        if self.output == "raw":
+            return run_blocked(self._raw, x, rows, self.output_shape(c, t), x.dtype)
+        pixels = _pixel_index(c, self.size, x.device)
+        return run_blocked(
+            lambda xb, ob: self._image(xb, ob, pixels), x, rows, self.output_shape(c, t), x.dtype
+        )
 
 
-def _pair_index(c: int, half: int, device: torch.device) -> torch.Tensor:
-    """For each (i, j) of a C x C matrix, the row of the ``[C//2 * C]`` shifted-pair table holding
-    pair (i, j): shift ``d = (j - i) % C`` at channel i when ``d <= C//2``, else shift
-    ``(i - j) % C`` at channel j (WPLI is symmetric). The diagonal points at row 0 (masked).
+def _pair_index(c: int, device: torch.device) -> torch.Tensor:
+    """For each (i, j) of a C x C matrix, the column of the ``[C//2 * C]`` shifted-pair table
+    holding pair (i, j): shift ``d = (j - i) % C`` at channel i when ``d <= C//2``, else shift
+    ``(i - j) % C`` at channel j (WPLI is symmetric). The diagonal points at column 0 (masked).
     """
+    half = c // 2
     i = torch.arange(c, device=device)[:, None]
     j = torch.arange(c, device=device)[None, :]
     fwd = (j - i) % c
@@ -223,3 +235,26 @@ def _pair_index(c: int, half: int, device: torch.device) -> torch.Tensor:
     d = torch.where(use_fwd, fwd, (i - j) % c)
     src = torch.where(use_fwd, i, j).expand(c, c)
     return ((d - 1).clamp(min=0) * c + src).reshape(-1)
+
+
+def _pixel_index(c: int, size: int, device: torch.device) -> torch.Tensor:
+    """Source of every pixel of flash-eeg's packed image in ``[8 bands x pairs, 1]`` values.
+
+    The image tiles four C x C matrices 2 x 2; matrix m holds band 2m in its upper triangle
+    (transposed, equal by symmetry), band 2m + 1 below the diagonal and 1 on the diagonal; the
+    2C x 2C tiling is resized to ``size`` by nearest neighbour.
+    """
+    pairs = (c // 2) * c
+    near = _nearest_index(2 * c, size).to(device)  # [size] source row/col in the 2C tiling
+    r, q = near[:, None], near[None, :]
+    m = (r // c) * 2 + q // c  # tile: 0 1 / 2 3
+    i, j = r % c, q % c
+    band = 2 * m + (i > j).long()  # upper triangle: band 2m, lower: band 2m + 1
+    pair = _pair_index(c, device).view(c, c)[i, j]
+    return torch.where(i == j, 8 * pairs, band * pairs + pair).reshape(-1)  # [size * size]
+
+
+def _nearest_index(n_in: int, n_out: int) -> torch.Tensor:
+    """Source index of each output position under ``F.interpolate(mode="nearest")``."""
+    src = torch.arange(n_in, dtype=torch.float32).view(1, 1, n_in)
+    return F.interpolate(src, size=n_out, mode="nearest").view(n_out).long()
