@@ -53,9 +53,14 @@ def resize(img: torch.Tensor, size: int, mode: str = "bilinear") -> torch.Tensor
     return F.interpolate(img, size=(size, size), mode=mode, align_corners=False)
 
 
-def db(power: torch.Tensor, floor: float = 1e-10) -> torch.Tensor:
-    """``10 log10(power + floor)`` (flash-eeg's dB)."""
-    return 10.0 * torch.log10(power + floor)
+def db_power(z: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """``10 log10(|z|^2 + 1e-10)`` of a complex tensor as a new contiguous fp32 tensor, or
+    written into ``out`` (fp32, same shape)."""
+    parts = torch.view_as_real(z)  # [..., 2]
+    if out is None:
+        out = torch.empty(z.shape, dtype=parts.dtype, device=z.device)
+    torch.mul(parts[..., 0], parts[..., 0], out=out)
+    return out.addcmul_(parts[..., 1], parts[..., 1]).add_(1e-10).log10_().mul_(10.0)
 
 
 def flash_target_freqs(fmin: float, fmax: float, breakpoint: float, n_out: int) -> torch.Tensor:

@@ -9,9 +9,12 @@ This module computes the same numbers without the full-length intermediate. Two 
 (1) sampling an inverse FFT of length ``T`` at every ``decim``-th point equals an inverse FFT of
 length ``M = T / decim`` of the spectrum folded modulo ``M`` (divided by ``decim``); (2) a Gaussian
 wavelet is negligible (< 1e-13 relative) beyond 8 widths from its centre, so each frequency needs
-only a band of ``K`` bins, and when ``K <= M`` the fold is a plain gather. Each output row then costs
-one gather and one length-``M`` inverse FFT; work runs in chunks of (sample, channel) rows so
-batch 2048 x 8 x 7500 fits in a few GB (flash-eeg's full intermediate needs ~24 GB at batch 256).
+only a band of ``K`` bins, and when ``K <= M`` the fold is that band placed circularly at its start
+bin modulo ``M``. A circular shift of a spectrum multiplies its inverse FFT by a unit phase, which
+the power ignores, so the band is transformed where it is: each output row costs one gather of
+``K`` bins and one length-``M`` inverse FFT (the band zero-padded). Work runs in blocks of samples
+sized for the CPU caches (eager) or memory, so batch 2048 x 8 x 7500 fits in a few GB
+(flash-eeg's full intermediate needs ~24 GB at batch 256).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from efm_plugins.tokenizers._common import (
     block_rows,
     check_option,
     check_signal,
-    db,
+    db_power,
     minmax,
     resize,
     run_blocked,
@@ -36,7 +39,6 @@ from efm_plugins.tokenizers._common import (
 from efm_plugins.tokenizers.config import RepresentationError
 
 SUPPORT_SIGMAS = 8.0
-CACHE_ELEMS = 1 << 23  # eager block bound (complex values): one 8 x 7500 epoch's intermediates
 
 
 class Morlet(nn.Module):
@@ -122,7 +124,7 @@ class Morlet(nn.Module):
         return self._plan(n_times)
 
     def _plan(self, n_times: int) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """Gather index and weights ``[n_freqs, M]`` for the band-limited fold, or None."""
+        """Gather index and weights ``[n_freqs, K]`` of each wavelet's band, or None."""
         if n_times % self.decim:
             return None
         m = n_times // self.decim
@@ -134,12 +136,9 @@ class Morlet(nn.Module):
             return None
         start = torch.round((self.freqs - SUPPORT_SIGMAS * self.sigma) / df).long()
         start = start.clamp(0, n_rfft - k)  # [n_freqs]
-        pos = torch.arange(m, device=start.device)
-        offset = (pos[None, :] - start[:, None]) % m  # bin start + offset lands on pos (mod M)
-        valid = offset < k
-        idx = torch.where(valid, start[:, None] + offset, torch.zeros_like(offset))  # [n_freqs, M]
-        weights = torch.gather(self.wavelets(n_times), 1, idx) * valid
-        return idx, weights
+        idx = start[:, None] + torch.arange(k, device=start.device)  # [n_freqs, K]
+        weights = torch.gather(self.wavelets(n_times), 1, idx)
+        return idx, weights / self.decim  # the fold's 1 / decim (exact for powers of 2)
 
     def _power_db(self, x: torch.Tensor) -> torch.Tensor:
         """dB power ``[b, C, n_freqs, ceil(T / decim)]`` of an fp32 chunk."""
@@ -147,9 +146,10 @@ class Morlet(nn.Module):
         spec = torch.fft.rfft(x, dim=-1)  # [b, C, n_rfft]
         plan = self.plan(t)
         if plan is not None:
-            idx, weights = plan
-            folded = spec[..., idx] * weights  # [b, C, n_freqs, M]
-            z = torch.fft.ifft(folded, dim=-1) / self.decim
+            idx, weights = plan  # weights include the 1 / decim
+            band = spec.index_select(-1, idx.flatten()).view(*spec.shape[:-1], *idx.shape)
+            m = t // self.decim  # [b, C, n_freqs, K] -> z [b, C, n_freqs, M], up to a phase
+            z = torch.fft.ifft(band.mul_(weights), n=m, dim=-1)
         else:  # wide wavelets or T not a multiple of decim: full-length analytic signal
             analytic = spec[..., None, :] * self.wavelets(t)  # [b, C, n_freqs, n_rfft]
             analytic = torch.nn.functional.pad(analytic, (0, t - analytic.shape[-1]))
@@ -158,7 +158,7 @@ class Morlet(nn.Module):
                 z = torch.fft.ifft(folded, dim=-1) / self.decim
             else:
                 z = torch.fft.ifft(analytic, dim=-1)[..., :: self.decim]
-        return db(torch.view_as_real(z).square().sum(-1))
+        return db_power(z)
 
     def _raw(self, x: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
         return write(out, self._power_db(x))
@@ -171,6 +171,6 @@ class Morlet(nn.Module):
         b, c, t = x.shape
         full = self.plan(t) is None
         per_sample = c * (t + 3 * self.n_freqs * (t if full else -(-t // self.decim)))
-        rows = block_rows(per_sample, self.chunk_elems, CACHE_ELEMS)
+        rows = block_rows(per_sample, self.chunk_elems)
         fn = self._raw if self.output == "raw" else self._image
         return run_blocked(fn, x, rows, self.output_shape(c, t), x.dtype)

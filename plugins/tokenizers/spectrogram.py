@@ -26,6 +26,7 @@ from efm_plugins.tokenizers._common import (
     block_rows,
     check_option,
     check_signal,
+    db_power,
     flash_target_freqs,
     minmax,
     resize,
@@ -121,11 +122,10 @@ class Spectrogram(nn.Module):
             pad_mode="reflect",
             return_complex=True,
         )[:, self.bin_min : self.bin_max + 1]  # [B*C, n_bins, n_frames] (Hann, reflect padding)
-        power = (spec * spec.conj()).real.view(b, c, self.n_bins, -1)
+        spec = spec.view(b, c, self.n_bins, -1)
         if out is None or out.dtype != torch.float32:
-            res = torch.add(power, 1e-10, out=power.new_empty(power.shape))
-            return write(out, res.log10_().mul_(10.0))
-        return torch.add(power, 1e-10, out=out).log10_().mul_(10.0)  # flash-eeg's dB
+            return write(out, db_power(spec))
+        return db_power(spec, out)  # flash-eeg's dB
 
     def _raw(self, x: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
         return self.power_db(x, out)
