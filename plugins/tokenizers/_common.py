@@ -81,9 +81,16 @@ def block_rows(per_sample: int, mem_elems: int, cache_elems: int = CACHE_ELEMS) 
     """Rows (samples) per block: ``mem_elems`` bounds memory; in eager mode the smaller
     ``cache_elems`` also keeps each block's intermediates in the CPU caches. Under
     ``torch.compile`` only the memory bound applies (inductor fuses the intermediates away).
+
+    With several intra-op threads the cache bound grows 4x per thread (a heuristic): each op of a
+    block is one OpenMP parallel region, a barrier that can wait a whole scheduler slice when the
+    cores are shared, so fewer, larger ops are more robust there.
     """
     rows = mem_elems // max(1, per_sample)
     if not torch.compiler.is_compiling():
+        threads = torch.get_num_threads()
+        if threads > 1:
+            cache_elems *= 4 * threads
         rows = min(rows, cache_elems // max(1, per_sample))
     return max(1, rows)
 
