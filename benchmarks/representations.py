@@ -1,41 +1,82 @@
 """Benchmark the image representations against vectorised SciPy/NumPy, MNE, mne-connectivity and
 flash-eeg 0.4.1, side by side, on batches of 8 x 7500 (30 s at 250 Hz).
 
-    python benchmarks/representations.py                  # batches 64, 256, 2048
-    python benchmarks/representations.py --quick          # batch 16, few repeats
-    python benchmarks/representations.py --batches 64 --out benchmarks/results/x.json
+    python benchmarks/representations.py                  # batches 64, 256, 2048, 1 thread
+    python benchmarks/representations.py --quick          # batch 16, one repeat
+    python benchmarks/representations.py --batches 2048 --merge   # add rows to the results JSON
+    python benchmarks/representations.py --threads 2 --out benchmarks/results/x.json
 
-Baselines that are too slow or too memory-hungry for a batch are run on fewer epochs (their cap)
-and reported per epoch with ``extrapolated: true``; efm's transforms always run the full batch.
-GB/s counts the bytes of the fp32 input plus the fp32 output once. Timings are the minimum of
-``--repeats`` runs after one warm-up run; construction (flash-eeg's DPSS eigen-solve included) is
-not timed.
+Every implementation runs with the same thread settings: ``--threads`` sets OMP/MKL/OpenBLAS
+thread counts (before NumPy is imported), ``torch.set_num_threads`` and SciPy's FFT workers;
+MNE / mne-connectivity run with ``n_jobs=1``. Baselines that are too slow or too memory-hungry
+for a batch are run on fewer epochs (their cap) and reported per epoch with ``extrapolated:
+true``; efm's transforms always run the full batch. Timings: one warm-up run, then the median
+(and min) of ``--repeats`` runs (one run at batch >= 1024); construction (flash-eeg's DPSS
+eigen-solve included) is not timed. GB/s counts the fp32 input and output bytes once. For efm
+the peak resident memory of one cold call at the same batch is measured in a fresh process
+(``VmHWM`` after resetting it through ``/proc/self/clear_refs``): ``peak_rss_gb`` is the
+process peak, ``call_gb`` the growth during the call (output included), ``working_gb`` that
+growth minus the output. The 1-minute load average is recorded next to every timing.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import logging
-import math
-import platform
-import resource
-import time
-from pathlib import Path
+import os
+import sys
 
-import numpy as np
-import scipy
-import scipy.fft
-import scipy.ndimage
-import scipy.signal
-import torch
+
+def _threads_arg(argv: list[str]) -> int:
+    for i, a in enumerate(argv):
+        if a == "--threads" and i + 1 < len(argv):
+            return int(argv[i + 1])
+        if a.startswith("--threads="):
+            return int(a.split("=", 1)[1])
+    return 1
+
+
+if __name__ == "__main__":  # thread env before NumPy / torch load their runtimes
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[_var] = str(_threads_arg(sys.argv[1:]))
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import math  # noqa: E402
+import platform  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import scipy  # noqa: E402
+import scipy.fft  # noqa: E402
+import scipy.signal  # noqa: E402
+import torch  # noqa: E402
 
 log = logging.getLogger("efm.benchmarks.representations")
 SFREQ, C, T = 250.0, 8, 7500
 BANDS = [(1, 4), (4, 8), (8, 13), (13, 30), (30, 60), (60, 100), (1, 40), (1, 100)]
+CONFIGS = {"wpli_flash_compat": {"flash_compat": True}}  # non-default configs of the timed rows
 
 
 # --- vectorised SciPy / NumPy baselines (same outputs as the torch modules) ----------------------
+def _lerp_axis(a: np.ndarray, size: int, axis: int) -> np.ndarray:
+    """Linear resize of one axis as torch's ``align_corners=False`` (source index clamped at 0)."""
+    n = a.shape[axis]
+    if n == size:
+        return a
+    src = np.maximum((np.arange(size) + 0.5) * (n / size) - 0.5, 0.0)
+    i0 = np.floor(src).astype(int)
+    i1 = np.minimum(i0 + 1, n - 1)
+    w = (src - i0).astype(a.dtype).reshape([-1 if d == axis % a.ndim else 1 for d in range(a.ndim)])
+    return np.take(a, i0, axis=axis) * (1 - w) + np.take(a, i1, axis=axis) * w
+
+
+def np_resize(img: np.ndarray, size: int = 224) -> np.ndarray:
+    """Bilinear resize of the last two axes (torch ``F.interpolate`` semantics)."""
+    return _lerp_axis(_lerp_axis(img, size, -2), size, -1)
+
+
 def scipy_spectrogram(x: np.ndarray, rep) -> np.ndarray:
     win = scipy.signal.get_window("hann", 1024)
     _, _, z = scipy.signal.stft(
@@ -46,7 +87,27 @@ def scipy_spectrogram(x: np.ndarray, rep) -> np.ndarray:
     lo, hi, frac = (rep.idx_lo.numpy(), rep.idx_hi.numpy(), rep.frac.numpy()[:, None])
     img = spec[:, :, lo] * (1 - frac) + spec[:, :, hi] * frac
     img = (img - img.min((2, 3), keepdims=True)) / (np.ptp(img, (2, 3), keepdims=True) + 1e-8)
-    return scipy.ndimage.zoom(img, (1, 1, 224 / img.shape[2], 224 / img.shape[3]), order=1)
+    return np_resize(img)
+
+
+def scipy_morlet(x: np.ndarray, rep) -> np.ndarray:
+    """flash-eeg's algorithm in SciPy: analytic signal per wavelet by a full-length inverse FFT."""
+    w = rep.wavelets(x.shape[-1]).numpy().astype(np.complex64)  # [n_freqs, n_rfft]
+    spec = scipy.fft.rfft(x, axis=-1)[:, :, None, :] * w  # [n, C, n_freqs, n_rfft]
+    z = scipy.fft.ifft(spec, n=x.shape[-1], axis=-1)[..., :: rep.decim]
+    p = 10 * np.log10(z.real**2 + z.imag**2 + 1e-10)
+    p = (p - p.min((2, 3), keepdims=True)) / (np.ptp(p, (2, 3), keepdims=True) + 1e-8)
+    return np_resize(p)
+
+
+def scipy_wpli(x: np.ndarray, rep) -> np.ndarray:
+    """Whole-epoch multitaper WPLI in NumPy/SciPy: ``[n, n_bands, C, C]`` raw values."""
+    tapers, n, k0, k1, mean_t = (v.numpy() if hasattr(v, "numpy") else v for v in rep.plan(T))
+    spec = scipy.fft.rfft(x[:, :, None, :] * tapers, n=n, axis=-1)[..., k0:k1]  # [n, C, K, F]
+    im = np.einsum("bikf,bjkf->bijf", spec, spec.conj()).imag  # [n, C, C, F], summed over K
+    num = np.abs(im @ mean_t.T)  # mean_t already holds 1 / K
+    den = np.abs(im) @ mean_t.T
+    return np.moveaxis(num / (den + 1e-10), -1, 1)
 
 
 def scipy_bandpass(x: np.ndarray, rep) -> np.ndarray:
@@ -102,24 +163,65 @@ def mnec_wpli(x: np.ndarray, rep) -> np.ndarray:
         fmax=[b[1] for b in BANDS],
         faverage=True,
         n_cycles=freqs / 2,
+        n_jobs=1,
         verbose=False,
     )
     return con.get_data()
 
 
 # --- harness -------------------------------------------------------------------------------------
-def _time(fn, repeats: int) -> float:
-    fn()  # warm-up
-    best = math.inf
+def _time(fn, repeats: int) -> tuple[float, float]:
+    """(median, min) seconds of ``repeats`` runs after one warm-up run."""
+    fn()
+    runs = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
+        runs.append(time.perf_counter() - t0)
+    return statistics.median(runs), min(runs)
 
 
-def _peak_rss_gb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+_PEAK_CODE = """
+import json, sys, torch
+from pathlib import Path
+from efm import registry
+
+def status_gb(key):
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) / 1e6
+
+name, cfg, b, c, t, threads = json.loads(sys.argv[1])
+torch.set_num_threads(threads)
+rep = registry.create("tokenizers", name, **cfg)
+x = torch.randn(b, c, t) * 30.0
+Path("/proc/self/clear_refs").write_text("5")  # VmHWM := current RSS
+before = status_gb("VmRSS")
+with torch.no_grad():
+    out = rep(x)
+print(json.dumps({"before": before, "peak": status_gb("VmHWM")}))
+"""
+
+
+def _peak_gb(name: str, cfg: dict, b: int, threads: int) -> tuple[float, float]:
+    """(RSS before, peak RSS during) one cold call in a fresh process, in GB (Linux only):
+    a fresh process has no freed-but-resident heap that would hide the call's allocations."""
+    import subprocess
+
+    arg = json.dumps([name, cfg, b, C, T, threads])
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", _PEAK_CODE, arg],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=600,
+        )
+        got = json.loads(done.stdout.strip().splitlines()[-1])
+        return got["before"], got["peak"]
+    except (subprocess.SubprocessError, OSError, ValueError, KeyError) as err:
+        log.warning("peak memory of %s at batch %d not measured: %s", name, b, err)
+        return float("nan"), float("nan")
 
 
 def build(flash: bool):
@@ -129,16 +231,19 @@ def build(flash: bool):
         "spectrogram": registry.create("tokenizers", "spectrogram"),
         "morlet": registry.create("tokenizers", "morlet"),
         "wpli": registry.create("tokenizers", "wpli"),
-        "wpli_flash_compat": registry.create("tokenizers", "wpli", flash_compat=True),
+        "wpli_flash_compat": registry.create("tokenizers", "wpli", **CONFIGS["wpli_flash_compat"]),
         "temporal_matrix": registry.create("tokenizers", "temporal_matrix"),
         "bandpass": registry.create("tokenizers", "bandpass"),
     }
+    raw_wpli = registry.create("tokenizers", "wpli", output="raw")
     base: dict[str, list] = {k: [] for k in ours}
     # (label, fn(x_torch, x_numpy), cap on epochs)
     base["spectrogram"].append(
         ("scipy", lambda xt, xn: scipy_spectrogram(xn, ours["spectrogram"]), 256)
     )
+    base["morlet"].append(("scipy", lambda xt, xn: scipy_morlet(xn, ours["morlet"]), 16))
     base["morlet"].append(("mne", lambda xt, xn: mne_morlet(xn, ours["morlet"]), 8))
+    base["wpli"].append(("scipy", lambda xt, xn: scipy_wpli(xn, raw_wpli), 256))
     base["wpli"].append(("mne-connectivity", lambda xt, xn: mnec_wpli(xn, None), 2))
     base["temporal_matrix"].append(
         ("numpy", lambda xt, xn: numpy_temporal(xn, ours["temporal_matrix"]), 2048)
@@ -176,7 +281,9 @@ def build(flash: bool):
     return ours, base
 
 
-def run(batches: list[int], repeats: int, flash: bool, baselines: bool = True) -> dict:
+def run(
+    batches: list[int], repeats: int, flash: bool, threads: int, baselines: bool = True
+) -> list[dict]:
     torch.manual_seed(0)
     ours, base = build(flash)
     if not baselines:
@@ -184,20 +291,29 @@ def run(batches: list[int], repeats: int, flash: bool, baselines: bool = True) -
     results = []
     for b in batches:
         x = torch.randn(b, C, T) * 30.0
+        reps = 1 if b >= 1024 else repeats
         for name, rep in ours.items():
+            load = os.getloadavg()[0]
             with torch.no_grad():
                 out_shape = (b, *rep.output_shape(C, T))
-                secs = _time(lambda rep=rep, x=x: rep(x), 1 if b >= 1024 else repeats)
-            nbytes = 4 * (x.numel() + math.prod(out_shape))
+                med, best = _time(lambda rep=rep, x=x: rep(x), reps)
+            registered = "wpli" if name.startswith("wpli") else name
+            before, peak = _peak_gb(registered, CONFIGS.get(name, {}), b, threads)
+            out_gb = 4 * math.prod(out_shape) / 1e9
             row = {
                 "transform": name,
                 "batch": b,
                 "impl": "efm",
                 "epochs_timed": b,
-                "seconds": secs,
-                "ms_per_epoch": 1e3 * secs / b,
-                "GB_per_s": nbytes / secs / 1e9,
-                "peak_rss_gb_so_far": _peak_rss_gb(),
+                "seconds": med,
+                "seconds_min": best,
+                "ms_per_epoch": 1e3 * med / b,
+                "GB_per_s": 4 * x.numel() / 1e9 / med + out_gb / med,
+                "peak_rss_gb": peak,
+                "call_gb": peak - before,
+                "working_gb": peak - before - out_gb,
+                "output_gb": out_gb,
+                "load_1min": load,
             }
             results.append(row)
             log.info("%s", row)
@@ -205,12 +321,13 @@ def run(batches: list[int], repeats: int, flash: bool, baselines: bool = True) -
                 n = min(b, cap)
                 xt = x[:n].contiguous()
                 xn = xt.double().numpy() if label in ("mne", "mne-connectivity") else xt.numpy()
-                with torch.no_grad():
-                    s = _time(
+                load = os.getloadavg()[0]
+                with torch.no_grad(), scipy.fft.set_workers(threads):
+                    s_med, s_best = _time(
                         lambda fn=fn, xt=xt, xn=xn: fn(xt, xn),
                         1 if n >= 256 or label.startswith("mne") else repeats,
                     )
-                per = s / n
+                per = s_med / n
                 r = {
                     "transform": name,
                     "batch": b,
@@ -218,13 +335,14 @@ def run(batches: list[int], repeats: int, flash: bool, baselines: bool = True) -
                     "epochs_timed": n,
                     "extrapolated": n < b,
                     "seconds": per * b,
+                    "seconds_min": s_best / n * b,
                     "ms_per_epoch": 1e3 * per,
-                    "speedup_of_efm": per * b / secs,
-                    "peak_rss_gb_so_far": _peak_rss_gb(),
+                    "speedup_of_efm": per * b / med,
+                    "load_1min": load,
                 }
                 results.append(r)
                 log.info("%s", r)
-    return {"results": results}
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -232,18 +350,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batches", type=int, nargs="+", default=[64, 256, 2048])
     ap.add_argument("--quick", action="store_true", help="batch 16, one repeat")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=1, help="threads for every implementation")
     ap.add_argument("--no-flash", action="store_true", help="skip flash-eeg")
     ap.add_argument("--efm-only", action="store_true", help="skip every baseline")
     ap.add_argument("--out", default="benchmarks/results/representations_cpu.json")
+    ap.add_argument(
+        "--merge", action="store_true", help="keep --out's rows of other batches / thread counts"
+    )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     batches, repeats = ([16], 1) if args.quick else (args.batches, args.repeats)
+    torch.set_num_threads(args.threads)
     flash = not args.no_flash
     try:
         import flash_eeg  # noqa: F401
     except ImportError:
         flash = False
-    doc = run(batches, repeats, flash, baselines=not args.efm_only)
+    load_start = os.getloadavg()
+    results = run(batches, repeats, flash, args.threads, baselines=not args.efm_only)
+    for r in results:
+        r["threads"] = args.threads
     import mne
 
     versions = {
@@ -258,24 +384,53 @@ def main(argv: list[str] | None = None) -> int:
             versions[mod] = __import__(mod).__version__
         except ImportError:
             pass
+    out = Path(args.out)
+    runs = []
+    if args.merge and out.exists():
+        old = json.loads(out.read_text())
+        keep = {(b, args.threads) for b in batches}
+        results = [
+            r for r in old.get("results", []) if (r["batch"], r.get("threads")) not in keep
+        ] + results
+        runs = old.get("runs", [])
+    runs.append(
+        {
+            "batches": batches,
+            "threads": args.threads,
+            "repeats": repeats,
+            "load_avg_start": load_start,
+            "load_avg_end": os.getloadavg(),
+            "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        }
+    )
     doc = {
         "benchmark": "representations",
         "device": "cpu",
-        "cpu": platform.processor() or platform.machine(),
-        "threads": torch.get_num_threads(),
+        "cpu": _cpu_name(),
+        "cpu_count": os.cpu_count(),
         "shape_per_epoch": [C, T],
         "sfreq": SFREQ,
-        "batches": batches,
-        "repeats": repeats,
         "versions": versions,
         "dtype": "float32",
-        "timed": "min over repeats after one warm-up (1 run at batch >= 1024)",
-        **doc,
+        "thread_env": "OMP/MKL/OPENBLAS_NUM_THREADS = torch threads = scipy.fft workers; MNE n_jobs=1",
+        "timed": "median (and min) over repeats after one warm-up (1 run at batch >= 1024)",
+        "runs": runs,
+        "results": sorted(results, key=lambda r: (r.get("threads", 0), r["batch"])),
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(doc, indent=1))
-    print(f"wrote {args.out}")  # CLI output
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(doc, indent=1))
+    print(f"wrote {out}")  # CLI output
     return 0
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 if __name__ == "__main__":
