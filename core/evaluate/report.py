@@ -57,7 +57,7 @@ def write_report(run_dir: Path, report: dict[str, Any]) -> tuple[Path, Path]:
             f"{train.get('start_step')}), batch size {train.get('batch_size')}",
             f"- loss: first {train.get('first_loss', float('nan')):.4g}, "
             f"last {train.get('last_loss', float('nan')):.4g}",
-            f"- throughput: {train.get('samples_per_s', 0.0):.1f} samples/s",
+            f"- throughput: {train.get('samples_per_s', 0.0):.1f} samples/s (whole loop, checkpoints included)",
             f"- checkpoint: `{train.get('checkpoint')}`",
             "",
         ]

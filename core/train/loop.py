@@ -271,6 +271,7 @@ def pretrain(
     fig_every = int(t.get("figures_every") or 0) or ckpt_every
     interval: list[float] = []
     tick, samples = time.perf_counter(), 0
+    loop_start, loop_samples = tick, 0
     model.train()
     for step in range(start + 1, total + 1):
         batch = to_device(next(batches), device)
@@ -293,6 +294,7 @@ def pretrain(
         result.losses.append(value)
         interval.append(value)
         samples += int(batch["signal"].shape[0]) * world
+        loop_samples += int(batch["signal"].shape[0]) * world
 
         # log
         if step % log_every == 0 or step == total:
@@ -347,6 +349,8 @@ def pretrain(
             break
     if bar is not None:
         bar.close()
+    # the report's throughput: every sample of this call over its whole loop (checkpoints included)
+    result.samples_per_s = loop_samples / max(time.perf_counter() - loop_start, 1e-9)
     if metrics is not None:
         plots.loss_curve(metrics.read(), run_dir / "figures" / "loss.png", f"{cfg.get('recipe')}")
         metrics.close()
