@@ -11,8 +11,9 @@ thread counts (before NumPy is imported), ``torch.set_num_threads`` and SciPy's 
 MNE / mne-connectivity run with ``n_jobs=1``. Baselines that are too slow or too memory-hungry
 for a batch are run on fewer epochs (their cap) and reported per epoch with ``extrapolated:
 true``; efm's transforms always run the full batch. Timings: one warm-up run, then the median
-(and min) of ``--repeats`` runs (one run at batch >= 1024); construction (flash-eeg's DPSS
-eigen-solve included) is not timed. GB/s counts the fp32 input and output bytes once. For efm
+(and min) of ``--repeats`` runs (one run for efm at batch >= 1024 and for baselines on >= 256
+epochs); construction (flash-eeg's DPSS eigen-solve included) is not timed. GB/s counts the
+fp32 input and output bytes once. For efm
 the peak resident memory of one cold call at the same batch is measured in a fresh process
 (``VmHWM`` after resetting it through ``/proc/self/clear_refs``): ``peak_rss_gb`` is the
 process peak, ``call_gb`` the growth during the call (output included), ``working_gb`` that
@@ -324,8 +325,7 @@ def run(
                 load = os.getloadavg()[0]
                 with torch.no_grad(), scipy.fft.set_workers(threads):
                     s_med, s_best = _time(
-                        lambda fn=fn, xt=xt, xn=xn: fn(xt, xn),
-                        1 if n >= 256 or label.startswith("mne") else repeats,
+                        lambda fn=fn, xt=xt, xn=xn: fn(xt, xn), 1 if n >= 256 else repeats
                     )
                 per = s_med / n
                 r = {
