@@ -10,10 +10,11 @@ Every implementation runs with the same thread settings: ``--threads`` sets OMP/
 thread counts (before NumPy is imported), ``torch.set_num_threads`` and SciPy's FFT workers;
 MNE / mne-connectivity run with ``n_jobs=1``. Baselines that are too slow or too memory-hungry
 for a batch are run on fewer epochs (their cap) and reported per epoch with ``extrapolated:
-true``; efm's transforms always run the full batch. Timings: one warm-up run, then the median
-(and min) of ``--repeats`` runs (one run for efm at batch >= 1024 and for baselines on >= 256
-epochs); construction (flash-eeg's DPSS eigen-solve included) is not timed. GB/s counts the
-fp32 input and output bytes once. For efm
+true``; efm's transforms always run the full batch. Timings: one warm-up round, then the
+median (and min) of ``--repeats`` rounds (one at batch >= 1024); in each round efm and every
+baseline of a transform run once, one after the other, so they share the machine's load (the
+host is shared). Construction (flash-eeg's DPSS eigen-solve included) is not timed. GB/s
+counts the fp32 input and output bytes once. For efm
 the peak resident memory of one cold call at the same batch is measured in a fresh process
 (``VmHWM`` after resetting it through ``/proc/self/clear_refs``): ``peak_rss_gb`` is the
 process peak, ``call_gb`` the growth during the call (output included), ``working_gb`` that
@@ -171,15 +172,19 @@ def mnec_wpli(x: np.ndarray, rep) -> np.ndarray:
 
 
 # --- harness -------------------------------------------------------------------------------------
-def _time(fn, repeats: int) -> tuple[float, float]:
-    """(median, min) seconds of ``repeats`` runs after one warm-up run."""
-    fn()
-    runs = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
+def _time_rounds(fns: list, rounds: int) -> list[tuple[float, float]]:
+    """(median, min) seconds of each function over ``rounds`` interleaved rounds after one
+    warm-up round: every round runs each function once, so all of them see the same machine
+    load (the benchmark host is shared)."""
+    for fn in fns:
         fn()
-        runs.append(time.perf_counter() - t0)
-    return statistics.median(runs), min(runs)
+    runs: list[list[float]] = [[] for _ in fns]
+    for _ in range(rounds):
+        for i, fn in enumerate(fns):
+            t0 = time.perf_counter()
+            fn()
+            runs[i].append(time.perf_counter() - t0)
+    return [(statistics.median(r), min(r)) for r in runs]
 
 
 _PEAK_CODE = """
@@ -292,12 +297,23 @@ def run(
     results = []
     for b in batches:
         x = torch.randn(b, C, T) * 30.0
-        reps = 1 if b >= 1024 else repeats
+        rounds = 1 if b >= 1024 else repeats
         for name, rep in ours.items():
             load = os.getloadavg()[0]
-            with torch.no_grad():
-                out_shape = (b, *rep.output_shape(C, T))
-                med, best = _time(lambda rep=rep, x=x: rep(x), reps)
+            inputs = []
+            for label, _fn, cap in base[name]:
+                xt = x[: min(b, cap)].contiguous()
+                xn = xt.double().numpy() if label in ("mne", "mne-connectivity") else xt.numpy()
+                inputs.append((xt, xn))
+            fns = [lambda rep=rep, x=x: rep(x)] + [
+                lambda fn=fn, xt=xt, xn=xn: fn(xt, xn)
+                for (_, fn, _), (xt, xn) in zip(base[name], inputs, strict=True)
+            ]
+            with torch.no_grad(), scipy.fft.set_workers(threads):
+                timed = _time_rounds(fns, rounds)
+            load = (load + os.getloadavg()[0]) / 2
+            (med, best), timed = timed[0], timed[1:]
+            out_shape = (b, *rep.output_shape(C, T))
             registered = "wpli" if name.startswith("wpli") else name
             before, peak = _peak_gb(registered, CONFIGS.get(name, {}), b, threads)
             out_gb = 4 * math.prod(out_shape) / 1e9
@@ -309,6 +325,7 @@ def run(
                 "seconds": med,
                 "seconds_min": best,
                 "ms_per_epoch": 1e3 * med / b,
+                "ms_per_epoch_min": 1e3 * best / b,
                 "GB_per_s": 4 * x.numel() / 1e9 / med + out_gb / med,
                 "peak_rss_gb": peak,
                 "call_gb": peak - before,
@@ -318,26 +335,22 @@ def run(
             }
             results.append(row)
             log.info("%s", row)
-            for label, fn, cap in base[name]:
-                n = min(b, cap)
-                xt = x[:n].contiguous()
-                xn = xt.double().numpy() if label in ("mne", "mne-connectivity") else xt.numpy()
-                load = os.getloadavg()[0]
-                with torch.no_grad(), scipy.fft.set_workers(threads):
-                    s_med, s_best = _time(
-                        lambda fn=fn, xt=xt, xn=xn: fn(xt, xn), 1 if n >= 256 else repeats
-                    )
-                per = s_med / n
+            for (label, _, _), (xt, _), (s_med, s_best) in zip(
+                base[name], inputs, timed, strict=True
+            ):
+                n = xt.shape[0]
                 r = {
                     "transform": name,
                     "batch": b,
                     "impl": label,
                     "epochs_timed": n,
                     "extrapolated": n < b,
-                    "seconds": per * b,
+                    "seconds": s_med / n * b,
                     "seconds_min": s_best / n * b,
-                    "ms_per_epoch": 1e3 * per,
-                    "speedup_of_efm": per * b / med,
+                    "ms_per_epoch": 1e3 * s_med / n,
+                    "ms_per_epoch_min": 1e3 * s_best / n,
+                    "speedup_of_efm": s_med / n * b / med,
+                    "speedup_of_efm_min": s_best / n * b / best,
                     "load_1min": load,
                 }
                 results.append(r)
@@ -413,7 +426,7 @@ def main(argv: list[str] | None = None) -> int:
         "versions": versions,
         "dtype": "float32",
         "thread_env": "OMP/MKL/OPENBLAS_NUM_THREADS = torch threads = scipy.fft workers; MNE n_jobs=1",
-        "timed": "median (and min) over repeats after one warm-up (1 run at batch >= 1024)",
+        "timed": "median (min) over interleaved rounds after a warm-up round; 1 round at batch >= 1024",
         "runs": runs,
         "results": sorted(results, key=lambda r: (r.get("threads", 0), r["batch"])),
     }
