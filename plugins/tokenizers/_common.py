@@ -82,15 +82,13 @@ def block_rows(per_sample: int, mem_elems: int, cache_elems: int = CACHE_ELEMS) 
     ``cache_elems`` also keeps each block's intermediates in the CPU caches. Under
     ``torch.compile`` only the memory bound applies (inductor fuses the intermediates away).
 
-    With several intra-op threads the cache bound grows 4x per thread (a heuristic): each op of a
-    block is one OpenMP parallel region, a barrier that can wait a whole scheduler slice when the
-    cores are shared, so fewer, larger ops are more robust there.
+    With several intra-op threads the cache bound is per thread (each op splits a block between
+    the threads); measured best on 2 cores: spectrogram 4, temporal matrix 2-4, WPLI 2-4 and
+    bandpass 8-16 samples per block.
     """
     rows = mem_elems // max(1, per_sample)
     if not torch.compiler.is_compiling():
-        threads = torch.get_num_threads()
-        if threads > 1:
-            cache_elems *= 4 * threads
+        cache_elems *= torch.get_num_threads()
         rows = min(rows, cache_elems // max(1, per_sample))
     return max(1, rows)
 
