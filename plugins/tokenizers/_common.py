@@ -77,9 +77,9 @@ def flash_target_freqs(fmin: float, fmax: float, breakpoint: float, n_out: int) 
 CACHE_ELEMS = 1 << 21  # float32 intermediates per block in eager mode (8 MB: stays in cache)
 
 
-def block_rows(per_sample: int, mem_elems: int, cache_elems: int = CACHE_ELEMS) -> int:
+def block_rows(per_sample: int, mem_elems: int, cache_elems: int | None = None) -> int:
     """Rows (samples) per block: ``mem_elems`` bounds memory; in eager mode the smaller
-    ``cache_elems`` also keeps each block's intermediates in the CPU caches. Under
+    ``cache_elems`` (default :data:`CACHE_ELEMS`) also keeps each block's intermediates in the CPU caches. Under
     ``torch.compile`` only the memory bound applies (inductor fuses the intermediates away).
 
     With several intra-op threads the cache bound is per thread (each op splits a block between
@@ -88,7 +88,9 @@ def block_rows(per_sample: int, mem_elems: int, cache_elems: int = CACHE_ELEMS) 
     """
     rows = mem_elems // max(1, per_sample)
     if not torch.compiler.is_compiling():
-        cache_elems *= torch.get_num_threads()
+        cache_elems = (
+            CACHE_ELEMS if cache_elems is None else cache_elems
+        ) * torch.get_num_threads()
         rows = min(rows, cache_elems // max(1, per_sample))
     return max(1, rows)
 

@@ -270,3 +270,28 @@ def test_bad_input_is_one_clear_error(name):
         rep(torch.randn(4, 1000))
     with pytest.raises(RepresentationError, match="float"):
         rep(torch.ones(1, 2, 1000, dtype=torch.long))
+
+
+@pytest.mark.parametrize(
+    "name", ["spectrogram", "morlet", "wpli", "temporal_matrix", "bandpass", "stack"]
+)
+def test_cache_blocks_write_the_same_output_in_every_dtype(name, monkeypatch):
+    """Eager CPU runs in cache-sized blocks written into the output: one sample per block gives
+    the single-block result, also for fp16 / bf16 outputs (fp32 inside). Exactly, except the
+    bandpass, whose FFT partner rows depend on the block (fp32 rounding, < 1e-4 of 30 uV)."""
+    import efm_plugins.tokenizers._common as common
+
+    cfg = {"n_times": 1000} if name in ("morlet", "wpli", "stack") else {}
+    rep = _create(name, **cfg)
+    x = _signal(b=3, c=4, t=1000)
+    monkeypatch.setattr(common, "CACHE_ELEMS", 1 << 40)  # one block
+    whole = {dt: rep(x.to(dt)) for dt in (torch.float32, torch.float16, torch.bfloat16)}
+    monkeypatch.setattr(common, "CACHE_ELEMS", 1)  # one sample per block
+    for dt, ref in whole.items():
+        out = rep(x.to(dt))
+        assert out.dtype == dt and out.shape == ref.shape
+        if name == "bandpass":  # fp32 1e-4 uV, or one unit in the last place of fp16 / bf16
+            atol, rtol = (1e-4, 0.0) if dt == torch.float32 else (1e-4, torch.finfo(dt).eps)
+        else:
+            atol, rtol = 0.0, 0.0
+        torch.testing.assert_close(out, ref, atol=atol, rtol=rtol)
