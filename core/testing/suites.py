@@ -95,6 +95,35 @@ class ReaderSuite(_Suite):
             with pytest.raises(ReaderError):
                 reader.read(bad)
 
+    def damaged_source(self, name: str) -> tuple[Path, int] | None:
+        """A good file to damage and the byte span to corrupt in it (None: skip the check)."""
+        return None
+
+    def test_damaged_files_give_reader_error_or_a_recording(
+        self, name: str, tmp_path: Path
+    ) -> None:
+        source = self.damaged_source(name)
+        if source is None:
+            pytest.skip(f"no damaged_source() for reader {name!r}")
+        path, span = source
+        good = Path(path).read_bytes()
+        reader = self.build(name)
+        rng = np.random.default_rng(1)
+        for i in range(40):  # truncations and scattered byte flips, alternately
+            b = bytearray(good)
+            if i % 2:
+                b = b[: int(rng.integers(0, len(b)))]
+            else:
+                for k in rng.integers(0, span, 20):
+                    b[int(k)] = int(rng.integers(0, 256))
+            bad = tmp_path / f"d{i}{Path(path).suffix}"
+            bad.write_bytes(bytes(b))
+            try:
+                rec = reader.read(bad)
+            except ReaderError:
+                continue
+            assert rec.n_times > 0 and np.isfinite(rec.data).all()
+
     def test_missing_file_raises_reader_error(self, name: str, tmp_path: Path) -> None:
         reader = self.build(name)
         with pytest.raises(ReaderError):
