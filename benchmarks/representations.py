@@ -107,8 +107,8 @@ def scipy_wpli(x: np.ndarray, rep) -> np.ndarray:
     tapers, n, k0, k1, mean_t = (v.numpy() if hasattr(v, "numpy") else v for v in rep.plan(T))
     spec = scipy.fft.rfft(x[:, :, None, :] * tapers, n=n, axis=-1)[..., k0:k1]  # [n, C, K, F]
     im = np.einsum("bikf,bjkf->bijf", spec, spec.conj()).imag  # [n, C, C, F], summed over K
-    num = np.abs(im @ mean_t.T)  # mean_t already holds 1 / K
-    den = np.abs(im) @ mean_t.T
+    num = np.abs(im @ mean_t)  # mean_t [F, bands] already holds 1 / K
+    den = np.abs(im) @ mean_t
     return np.moveaxis(num / (den + 1e-10), -1, 1)
 
 

@@ -152,5 +152,7 @@ class Bandpass(nn.Module):
         b, c, t = x.shape
         half = self.response(t, x.device)  # [T // 2 + 1]
         gain = torch.cat([half, half[1 : (t + 1) // 2].flip(0)])  # [T]: the full, even response
-        rows = block_rows(c * 5 * t, 1 << 26)
+        # intermediates per sample: the packed complex rows and their spectrum (c * t floats
+        # each); the input slice and the output exist already
+        rows = block_rows(c * 2 * t, 1 << 26)
         return run_blocked(lambda xb, ob: self._filter(xb, ob, gain), x, rows, (c, t), x.dtype)

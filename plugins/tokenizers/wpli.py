@@ -121,7 +121,7 @@ class WPLI(nn.Module):
         return (1, self.size, self.size)
 
     def plan(self, n_times: int):
-        """Tapers, FFT length, kept bin range and the [bands, bins] mean matrix for ``n_times``."""
+        """Tapers, FFT length, kept bin range and the [bins, bands] mean matrix for ``n_times``."""
         if n_times == self.n_times:
             return self.tapers, *self._bins, self.band_mean
         return self._plan(n_times, self.tapers.device)  # another length: eager only
@@ -142,8 +142,8 @@ class WPLI(nn.Module):
                 f"wpli: a band holds no frequency bin at resolution {self.sfreq / n:.3g} Hz"
             )
         tapers = dpss_tapers(n_times, self.nw, self.n_tapers).to(device)
-        # [n_bands, F] band means with the taper average folded in
-        return tapers, n, k0, k1, (member / counts).t().contiguous() / self.n_tapers
+        # [F, n_bands] band means with the taper average folded in
+        return tapers, n, k0, k1, member / counts / self.n_tapers
 
     def pair_wpli(self, x: torch.Tensor) -> torch.Tensor:
         """Band-wise WPLI of the shifted pairs, ``[b, n_bands, C//2 * C]`` (see ``_pair_index``),
@@ -162,19 +162,21 @@ class WPLI(nn.Module):
         wrapped[:, :c, :k].copy_(spec.real)
         wrapped[:, :c, k:].copy_(spec.imag)
         wrapped[:, c:].copy_(wrapped[:, :half])
-        shifted = wrapped.unfold(1, c, 1).permute(0, 1, 4, 2, 3)[:, 1:]  # [b, C//2, C, 2K, F]
-        own = wrapped[:, None, :c]  # [b, 1, C, 2K, F]
-        # Im(X_i X_j^*) summed over tapers: sum_k im_i re_j - re_i im_j
-        cross = x.new_empty((b, half, c, k1 - k0))  # [b, C//2, C, F]
-        torch.mul(own[:, :, :, k], shifted[:, :, :, 0], out=cross)
-        cross.addcmul_(own[:, :, :, 0], shifted[:, :, :, k], value=-1.0)
-        for q in range(1, k):  # the K tapers (static, small), all pairs at once
-            cross.addcmul_(own[:, :, :, k + q], shifted[:, :, :, q])
-            cross.addcmul_(own[:, :, :, q], shifted[:, :, :, k + q], value=-1.0)
-        cross = cross.flatten(1, 2).transpose(1, 2)  # [b, F, pairs]
-        num = (mean_t @ cross).abs()  # [b, n_bands, pairs]: |mean_f Im S| / K
-        den = mean_t @ cross.abs_()
-        return num / (den + 1e-10)
+        shifted = wrapped.unfold(1, c, 1).permute(0, 2, 1, 4, 3)[:, :, 1:]  # [b, 2K, C//2, C, F]
+        re_j, im_j = shifted[:, :k].unbind(1), shifted[:, k:].unbind(1)
+        re_i, im_i = wrapped[:, None, :c, :k].unbind(3), wrapped[:, None, :c, k:].unbind(3)
+        # Im(X_i X_j^*) summed over tapers: sum_k im_i re_j - re_i im_j, all pairs at once
+        cross = x.new_empty((b, half, c, k1 - k0))
+        torch.mul(im_i[0], re_j[0], out=cross)
+        cross.addcmul_(re_i[0], im_j[0], value=-1.0)
+        for q in range(1, k):  # the K tapers (static, small)
+            cross.addcmul_(im_i[q], re_j[q])
+            cross.addcmul_(re_i[q], im_j[q], value=-1.0)
+        # band means: one [b * pairs, F] x [F, n_bands] product each (the taper mean folded in)
+        flat = cross.view(-1, k1 - k0)
+        num = (flat @ mean_t).abs_()  # |mean_f Im S|
+        den = flat.abs_() @ mean_t  # mean_f |Im S|
+        return num.div_(den.add_(1e-10)).view(b, half * c, -1).transpose(1, 2)
 
     def wpli(self, x: torch.Tensor) -> torch.Tensor:
         """Band-wise WPLI ``[b, n_bands, C, C]`` of an fp32 chunk ``[b, C, T]`` (diagonal 0)."""
@@ -188,20 +190,22 @@ class WPLI(nn.Module):
         return write(out, self.wpli(x))
 
     def _image(
-        self, x: torch.Tensor, out: torch.Tensor | None, pixels: torch.Tensor
+        self, x: torch.Tensor, out: torch.Tensor | None, tile: torch.Tensor, near: torch.Tensor
     ) -> torch.Tensor:
-        """Min-max per band (over C x C: the pairs and the zero diagonal), then one gather of
-        every output pixel from the pair values and a constant 1 (see ``_pixel_index``)."""
+        """Min-max per band (over C x C: the pairs and the zero diagonal), one gather of the
+        2C x 2C tiling from the pair values and a constant 1 (see ``_tile_index``), then the
+        nearest resize as a column gather and a row gather written into the output."""
         w = self.pair_wpli(x)  # [b, 8, pairs]
         zero = w.new_zeros(())
         lo = torch.minimum(w.amin(dim=-1, keepdim=True), zero)
         hi = torch.maximum(w.amax(dim=-1, keepdim=True), zero)
         w = (w - lo) / (hi - lo + 1e-8)
         values = torch.cat([w.flatten(1), w.new_ones(w.shape[0], 1)], dim=1)  # [b, 8 * pairs + 1]
-        b = values.shape[0]
-        if out is None or out.dtype != values.dtype:
-            return write(out, values.index_select(1, pixels).view(b, 1, self.size, self.size))
-        torch.index_select(values, 1, pixels, out=out.view(b, -1))
+        b, side = values.shape[0], 2 * x.shape[1]
+        wide = values.index_select(1, tile).view(b, side, side).index_select(2, near)
+        if out is None or out.dtype != wide.dtype:
+            return write(out, wide.index_select(1, near).view(b, 1, self.size, self.size))
+        torch.index_select(wide, 1, near, out=out.view(b, self.size, self.size))
         return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -216,9 +220,14 @@ class WPLI(nn.Module):
         rows = block_rows(per_sample, self.chunk_elems)
         if self.output == "raw":
             return run_blocked(self._raw, x, rows, self.output_shape(c, t), x.dtype)
-        pixels = _pixel_index(c, self.size, x.device)
+        tile = _tile_index(c, x.device)
+        near = _nearest_index(2 * c, self.size).to(x.device)
         return run_blocked(
-            lambda xb, ob: self._image(xb, ob, pixels), x, rows, self.output_shape(c, t), x.dtype
+            lambda xb, ob: self._image(xb, ob, tile, near),
+            x,
+            rows,
+            self.output_shape(c, t),
+            x.dtype,
         )
 
 
@@ -237,21 +246,20 @@ def _pair_index(c: int, device: torch.device) -> torch.Tensor:
     return ((d - 1).clamp(min=0) * c + src).reshape(-1)
 
 
-def _pixel_index(c: int, size: int, device: torch.device) -> torch.Tensor:
-    """Source of every pixel of flash-eeg's packed image in ``[8 bands x pairs, 1]`` values.
+def _tile_index(c: int, device: torch.device) -> torch.Tensor:
+    """Source of every cell of flash-eeg's 2C x 2C tiling in ``[8 bands x pairs, 1]`` values.
 
-    The image tiles four C x C matrices 2 x 2; matrix m holds band 2m in its upper triangle
-    (transposed, equal by symmetry), band 2m + 1 below the diagonal and 1 on the diagonal; the
-    2C x 2C tiling is resized to ``size`` by nearest neighbour.
+    The tiling holds four C x C matrices 2 x 2; matrix m holds band 2m in its upper triangle
+    (transposed, equal by symmetry), band 2m + 1 below the diagonal and 1 on the diagonal.
     """
     pairs = (c // 2) * c
-    near = _nearest_index(2 * c, size).to(device)  # [size] source row/col in the 2C tiling
-    r, q = near[:, None], near[None, :]
+    r = torch.arange(2 * c, device=device)
+    r, q = r[:, None], r[None, :]
     m = (r // c) * 2 + q // c  # tile: 0 1 / 2 3
     i, j = r % c, q % c
     band = 2 * m + (i > j).long()  # upper triangle: band 2m, lower: band 2m + 1
     pair = _pair_index(c, device).view(c, c)[i, j]
-    return torch.where(i == j, 8 * pairs, band * pairs + pair).reshape(-1)  # [size * size]
+    return torch.where(i == j, 8 * pairs, band * pairs + pair).reshape(-1)  # [4 C^2]
 
 
 def _nearest_index(n_in: int, n_out: int) -> torch.Tensor:
