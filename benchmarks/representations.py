@@ -1,24 +1,33 @@
 """Benchmark the image representations against vectorised SciPy/NumPy, MNE, mne-connectivity and
-flash-eeg 0.4.1, side by side, on batches of 8 x 7500 (30 s at 250 Hz).
+flash-eeg 0.4.1, side by side, on batches of 8 x 7500 (30 s at 250 Hz), on the CPU or a GPU.
 
     python benchmarks/representations.py                  # batches 64, 256, 2048, 1 thread
     python benchmarks/representations.py --quick          # batch 16, one repeat
     python benchmarks/representations.py --batches 2048 --merge   # add rows to the results JSON
     python benchmarks/representations.py --threads 2 --out benchmarks/results/x.json
+    python benchmarks/representations.py --device cuda --compile  # GPU: eager and compiled
+    bash benchmarks/device_representations.sh             # the GPU run on a bare device machine
 
 Every implementation runs with the same thread settings: ``--threads`` sets OMP/MKL/OpenBLAS
 thread counts (before NumPy is imported), ``torch.set_num_threads`` and SciPy's FFT workers;
 MNE / mne-connectivity run with ``n_jobs=1``. Baselines that are too slow or too memory-hungry
 for a batch are run on fewer epochs (their cap) and reported per epoch with ``extrapolated:
-true``; efm's transforms always run the full batch. Timings: one warm-up round, then the
-median (and min) of ``--repeats`` rounds (one at batch >= 1024); in each round efm and every
-baseline of a transform run once, one after the other, so they share the machine's load (the
-host is shared). Construction (flash-eeg's DPSS eigen-solve included) is not timed. GB/s
-counts the fp32 input and output bytes once. For efm
-the peak resident memory of one cold call at the same batch is measured in a fresh process
-(``VmHWM`` after resetting it through ``/proc/self/clear_refs``): ``peak_rss_gb`` is the
-process peak, ``call_gb`` the growth during the call (output included), ``working_gb`` that
-growth minus the output. The 1-minute load average is recorded next to every timing.
+true``; efm's transforms always run the full batch. Timings: one first call (with ``--compile``
+it compiles; its time is recorded as ``first_call_s``), then the median (and min) of
+``--repeats`` rounds (one at batch >= 1024 on the CPU); in each round efm and every baseline of
+a transform run once, one after the other, so they share the machine's load (the host is
+shared). GPU calls are synchronised. Construction (flash-eeg's DPSS eigen-solve included) is
+not timed. On a GPU the baselines are flash-eeg eager and compiled (SciPy and MNE are in the CPU
+results); an out-of-memory baseline is recorded as ``oom: true``.
+
+GB/s counts the fp32 input and output bytes once; ``x_of_bound`` divides the time by those
+bytes over the device's measured copy bandwidth (``copy_bandwidth_GB_per_s``, bytes read plus
+written), the memory-bandwidth bound. For efm on the CPU the peak resident memory of one cold
+call at the same batch is measured in a fresh process (``VmHWM`` after resetting it through
+``/proc/self/clear_refs``): ``peak_rss_gb`` is the process peak, ``call_gb`` the growth during
+the call (output included), ``working_gb`` that growth minus the output; on a GPU
+``peak_gpu_gb`` is ``torch.cuda.max_memory_allocated``. The 1-minute load average is recorded
+next to every timing.
 """
 
 from __future__ import annotations
@@ -173,11 +182,9 @@ def mnec_wpli(x: np.ndarray, rep) -> np.ndarray:
 
 # --- harness -------------------------------------------------------------------------------------
 def _time_rounds(fns: list, rounds: int) -> list[tuple[float, float]]:
-    """(median, min) seconds of each function over ``rounds`` interleaved rounds after one
-    warm-up round: every round runs each function once, so all of them see the same machine
-    load (the benchmark host is shared)."""
-    for fn in fns:
-        fn()
+    """(median, min) seconds of each function over ``rounds`` interleaved rounds (the caller
+    has run each once): every round runs each function once, so all of them see the same
+    machine load (the benchmark host is shared)."""
     runs: list[list[float]] = [[] for _ in fns]
     for _ in range(rounds):
         for i, fn in enumerate(fns):
@@ -230,32 +237,69 @@ def _peak_gb(name: str, cfg: dict, b: int, threads: int) -> tuple[float, float]:
         return float("nan"), float("nan")
 
 
-def build(flash: bool):
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def copy_bandwidth(device: torch.device, threads: int) -> float:
+    """Measured memory bandwidth (GB/s, bytes read plus written) of a plain device copy:
+    1 GiB on a GPU, 256 MiB on the CPU (best of 5, after a warm-up). The bound of a transform
+    is its fp32 input and output bytes over this bandwidth."""
+    n = (1 << 28) if device.type == "cuda" else (1 << 26)
+    src = torch.randn(n, device=device)
+    dst = torch.empty_like(src)
+    best = float("inf")
+    for i in range(6):
+        _sync(device)
+        t0 = time.perf_counter()
+        dst.copy_(src)
+        _sync(device)
+        if i:
+            best = min(best, time.perf_counter() - t0)
+    return 2 * 4 * n / 1e9 / best
+
+
+def build(flash: bool, device: torch.device, compile_mode: str | None):
+    """efm's transforms and their baselines: ``{name: [(impl, mode, fn(x_torch, x_numpy), cap)]}``
+    with ``impl`` efm / scipy / mne / mne-connectivity / flash-eeg and ``mode`` eager or compiled.
+    SciPy and MNE run on the CPU only; on a GPU the baselines are flash-eeg, eager and compiled
+    (its own ``compile=True``: ``torch.compile(mode="max-autotune")``)."""
     from efm import registry
 
-    ours = {
-        "spectrogram": registry.create("tokenizers", "spectrogram"),
-        "morlet": registry.create("tokenizers", "morlet"),
-        "wpli": registry.create("tokenizers", "wpli"),
-        "wpli_flash_compat": registry.create("tokenizers", "wpli", **CONFIGS["wpli_flash_compat"]),
-        "temporal_matrix": registry.create("tokenizers", "temporal_matrix"),
-        "bandpass": registry.create("tokenizers", "bandpass"),
+    def make(name: str):
+        cfg = CONFIGS.get(name, {})
+        registered = "wpli" if name.startswith("wpli") else name
+        return registry.create("tokenizers", registered, **cfg).to(device)
+
+    names = ["spectrogram", "morlet", "wpli", "wpli_flash_compat", "temporal_matrix", "bandpass"]
+    ours = {k: make(k) for k in names}
+    rows: dict[str, list] = {
+        k: [("efm", "eager", lambda xt, xn, m=ours[k]: m(xt), None)] for k in names
     }
-    raw_wpli = registry.create("tokenizers", "wpli", output="raw")
-    base: dict[str, list] = {k: [] for k in ours}
-    # (label, fn(x_torch, x_numpy), cap on epochs)
-    base["spectrogram"].append(
-        ("scipy", lambda xt, xn: scipy_spectrogram(xn, ours["spectrogram"]), 256)
-    )
-    base["morlet"].append(("scipy", lambda xt, xn: scipy_morlet(xn, ours["morlet"]), 16))
-    base["morlet"].append(("mne", lambda xt, xn: mne_morlet(xn, ours["morlet"]), 8))
-    base["wpli"].append(("scipy", lambda xt, xn: scipy_wpli(xn, raw_wpli), 256))
-    base["wpli"].append(("mne-connectivity", lambda xt, xn: mnec_wpli(xn, None), 2))
-    base["temporal_matrix"].append(
-        ("numpy", lambda xt, xn: numpy_temporal(xn, ours["temporal_matrix"]), 2048)
-    )
-    base["bandpass"].append(("scipy", lambda xt, xn: scipy_bandpass(xn, ours["bandpass"]), 2048))
-    base["bandpass"].append(("mne", lambda xt, xn: mne_bandpass(xn, None), 64))
+    if compile_mode is not None:
+        for k in names:
+            comp = torch.compile(ours[k], fullgraph=True, dynamic=False, mode=compile_mode)
+            rows[k].append(("efm", "compiled", lambda xt, xn, m=comp: m(xt), None))
+    if device.type == "cpu":
+        raw_wpli = registry.create("tokenizers", "wpli", output="raw")
+        # (label, mode, fn(x_torch, x_numpy), cap on epochs)
+        rows["spectrogram"].append(
+            ("scipy", "eager", lambda xt, xn: scipy_spectrogram(xn, ours["spectrogram"]), 256)
+        )
+        rows["morlet"].append(
+            ("scipy", "eager", lambda xt, xn: scipy_morlet(xn, ours["morlet"]), 16)
+        )
+        rows["morlet"].append(("mne", "eager", lambda xt, xn: mne_morlet(xn, ours["morlet"]), 8))
+        rows["wpli"].append(("scipy", "eager", lambda xt, xn: scipy_wpli(xn, raw_wpli), 256))
+        rows["wpli"].append(("mne-connectivity", "eager", lambda xt, xn: mnec_wpli(xn, None), 2))
+        rows["temporal_matrix"].append(
+            ("numpy", "eager", lambda xt, xn: numpy_temporal(xn, ours["temporal_matrix"]), 2048)
+        )
+        rows["bandpass"].append(
+            ("scipy", "eager", lambda xt, xn: scipy_bandpass(xn, ours["bandpass"]), 2048)
+        )
+        rows["bandpass"].append(("mne", "eager", lambda xt, xn: mne_bandpass(xn, None), 64))
     if flash:
         import flash_eeg as fe
         import flash_eeg.transforms as fet
@@ -266,96 +310,155 @@ def build(flash: bool):
         # construction is not timed, so use scipy's tridiagonal solver (same tapers up to sign,
         # which cancels in cross-spectra; tests/plugins/test_tokenizers_image.py checks equality).
         fet._dpss = lambda n, nw, k: dpss_tapers(n, nw, k).clone()
-        t0 = time.perf_counter()
-        mods = {
-            "spectrogram": fe.Spectrogram(device="cpu", compile=False),
-            "morlet": fe.Morlet(device="cpu", compile=False),
-            "wpli_flash_compat": fe.Connectivity(device="cpu", compile=False),
-            "temporal_matrix": fe.Reshape(device="cpu", compile=False),
-            "bandpass": fe.Bandpass(T, device="cpu"),
-        }
-        log.info("flash-eeg modules built in %.1f s", time.perf_counter() - t0)
+        # flash-eeg's Morlet holds [B, C, n_freqs, T] complex: about 1.7 GB at batch 16
+        gpu = device.type == "cuda"
         caps = {
-            "spectrogram": 256,
-            "morlet": 16,
-            "wpli_flash_compat": 256,
+            "spectrogram": 2048 if gpu else 256,
+            "morlet": 256 if gpu else 16,
+            "wpli_flash_compat": 2048 if gpu else 256,
             "temporal_matrix": 2048,
             "bandpass": 2048,
         }
-        for k, m in mods.items():
-            base[k].append(("flash-eeg", lambda xt, xn, m=m: m(xt), caps[k]))
-    return ours, base
+        modes = [("eager", False)] + ([("compiled", True)] if compile_mode is not None else [])
+        for mode, comp in modes:
+            t0 = time.perf_counter()
+            dev = str(device)
+            mods = {
+                "spectrogram": fe.Spectrogram(device=dev, compile=comp),
+                "morlet": fe.Morlet(device=dev, compile=comp),
+                "wpli_flash_compat": fe.Connectivity(device=dev, compile=comp),
+                "temporal_matrix": fe.Reshape(device=dev, compile=comp),
+                "bandpass": fe.Bandpass(T, device=dev),
+            }
+            if comp:  # flash-eeg's Bandpass has no compile option: as its other modules do
+                mods["bandpass"] = torch.compile(mods["bandpass"], mode="max-autotune")
+            log.info("flash-eeg %s modules built in %.1f s", mode, time.perf_counter() - t0)
+            for k, m in mods.items():
+                rows[k].append(("flash-eeg", mode, lambda xt, xn, m=m: m(xt), caps[k]))
+    return ours, rows
 
 
 def run(
-    batches: list[int], repeats: int, flash: bool, threads: int, baselines: bool = True
-) -> list[dict]:
+    batches: list[int],
+    repeats: int,
+    flash: bool,
+    threads: int,
+    baselines: bool = True,
+    device: torch.device | None = None,
+    compile_mode: str | None = None,
+    transforms: list[str] | None = None,
+) -> tuple[list[dict], float]:
+    """Time every transform and its baselines; returns the rows and the copy bandwidth (GB/s)."""
+    device = device or torch.device("cpu")
     torch.manual_seed(0)
-    ours, base = build(flash)
+    ours, rows = build(flash and baselines, device, compile_mode)
     if not baselines:
-        base = {k: [] for k in base}
+        rows = {k: [r for r in v if r[0] == "efm"] for k, v in rows.items()}
+    if transforms:
+        rows = {k: v for k, v in rows.items() if k in transforms}
+    bandwidth = copy_bandwidth(device, threads)
+    log.info("device copy bandwidth: %.1f GB/s", bandwidth)
     results = []
     for b in batches:
-        x = torch.randn(b, C, T) * 30.0
-        rounds = 1 if b >= 1024 else repeats
-        for name, rep in ours.items():
+        x = torch.randn(b, C, T, device=device) * 30.0
+        rounds = 1 if b >= 1024 and device.type == "cpu" else repeats
+        for name, impls in rows.items():
+            rep = ours[name]
             load = os.getloadavg()[0]
-            inputs = []
-            for label, _fn, cap in base[name]:
-                xt = x[: min(b, cap)].contiguous()
-                xn = xt.double().numpy() if label in ("mne", "mne-connectivity") else xt.numpy()
-                inputs.append((xt, xn))
-            fns = [lambda rep=rep, x=x: rep(x)] + [
-                lambda fn=fn, xt=xt, xn=xn: fn(xt, xn)
-                for (_, fn, _), (xt, xn) in zip(base[name], inputs, strict=True)
-            ]
+            out_shape = (b, *rep.output_shape(C, T))
+            out_gb = 4 * math.prod(out_shape) / 1e9
+            in_gb = 4 * x.numel() / 1e9
+            fns, inputs, live = [], [], []
+            for label, mode, fn, cap in impls:
+                n = b if cap is None else min(b, cap)
+                xt = x[:n].contiguous()
+                xn = None
+                if device.type == "cpu":
+                    xn = xt.double().numpy() if label.startswith("mne") else xt.numpy()
+
+                def call(fn=fn, xt=xt, xn=xn):
+                    fn(xt, xn)
+                    _sync(device)
+
+                t0 = time.perf_counter()
+                try:
+                    with torch.no_grad(), scipy.fft.set_workers(threads):
+                        call()  # first call: compiles a compiled mode (timed apart)
+                except torch.OutOfMemoryError as err:
+                    log.warning(
+                        "%s %s %s at batch %d: out of memory (%s)", name, label, mode, n, err
+                    )
+                    results.append(_row(name, b, label, mode, n, oom=True))
+                    continue
+                first = time.perf_counter() - t0
+                fns.append(call)
+                inputs.append((label, mode, n, first))
             with torch.no_grad(), scipy.fft.set_workers(threads):
                 timed = _time_rounds(fns, rounds)
             load = (load + os.getloadavg()[0]) / 2
-            (med, best), timed = timed[0], timed[1:]
-            out_shape = (b, *rep.output_shape(C, T))
-            registered = "wpli" if name.startswith("wpli") else name
-            before, peak = _peak_gb(registered, CONFIGS.get(name, {}), b, threads)
-            out_gb = 4 * math.prod(out_shape) / 1e9
-            row = {
-                "transform": name,
-                "batch": b,
-                "impl": "efm",
-                "epochs_timed": b,
-                "seconds": med,
-                "seconds_min": best,
-                "ms_per_epoch": 1e3 * med / b,
-                "ms_per_epoch_min": 1e3 * best / b,
-                "GB_per_s": 4 * x.numel() / 1e9 / med + out_gb / med,
-                "peak_rss_gb": peak,
-                "call_gb": peak - before,
-                "working_gb": peak - before - out_gb,
-                "output_gb": out_gb,
-                "load_1min": load,
-            }
-            results.append(row)
-            log.info("%s", row)
-            for (label, _, _), (xt, _), (s_med, s_best) in zip(
-                base[name], inputs, timed, strict=True
-            ):
-                n = xt.shape[0]
-                r = {
-                    "transform": name,
-                    "batch": b,
-                    "impl": label,
-                    "epochs_timed": n,
-                    "extrapolated": n < b,
-                    "seconds": s_med / n * b,
-                    "seconds_min": s_best / n * b,
-                    "ms_per_epoch": 1e3 * s_med / n,
-                    "ms_per_epoch_min": 1e3 * s_best / n,
-                    "speedup_of_efm": s_med / n * b / med,
-                    "speedup_of_efm_min": s_best / n * b / best,
-                    "load_1min": load,
-                }
-                results.append(r)
+            efm_eager = None
+            for (label, mode, n, first), (med, best) in zip(inputs, timed, strict=True):
+                row = _row(name, b, label, mode, n, seconds=med / n * b, seconds_min=best / n * b)
+                row["load_1min"] = load
+                if mode == "compiled":
+                    row["first_call_s"] = first  # compilation included
+                if label == "efm":
+                    gbytes = in_gb + out_gb
+                    row["GB_per_s"] = gbytes / (med / n * b)
+                    row["bound_ms_per_epoch"] = 1e3 * gbytes / bandwidth / b
+                    row["x_of_bound"] = row["ms_per_epoch"] / row["bound_ms_per_epoch"]
+                    row["output_gb"] = out_gb
+                    if mode == "eager":
+                        efm_eager = row
+                        row.update(_peak(name, b, threads, device, rep, x))
+                results.append(row)
+                live.append(row)
+            best_efm = min((r for r in live if r["impl"] == "efm"), key=lambda r: r["seconds"])
+            for r in live:
+                if r["impl"] != "efm":
+                    r["speedup_of_efm"] = r["seconds"] / best_efm["seconds"]
+                    r["speedup_of_efm_min"] = r["seconds_min"] / best_efm["seconds_min"]
+                    r["efm_mode"] = best_efm["mode"]
                 log.info("%s", r)
-    return results
+            del efm_eager
+    return results, bandwidth
+
+
+def _row(name: str, b: int, label: str, mode: str, n: int, oom: bool = False, **t) -> dict:
+    row = {"transform": name, "batch": b, "impl": label, "mode": mode, "epochs_timed": n}
+    if label != "efm":
+        row["extrapolated"] = n < b
+    if oom:
+        row["oom"] = True
+        return row
+    row.update(t)
+    row["ms_per_epoch"] = 1e3 * t["seconds"] / b
+    row["ms_per_epoch_min"] = 1e3 * t["seconds_min"] / b
+    return row
+
+
+def _peak(name: str, b: int, threads: int, device: torch.device, rep, x) -> dict:
+    """Peak memory of one efm call: resident memory of a cold call in a fresh process on the
+    CPU, ``torch.cuda.max_memory_allocated`` on a GPU."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        before = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        with torch.no_grad():
+            out = rep(x)
+        torch.cuda.synchronize(device)
+        peak = torch.cuda.max_memory_allocated(device)
+        out_gb = out.numel() * out.element_size() / 1e9
+        del out
+        return {
+            "peak_gpu_gb": peak / 1e9,
+            "call_gb": (peak - before) / 1e9,
+            "working_gb": (peak - before) / 1e9 - out_gb,
+        }
+    registered = "wpli" if name.startswith("wpli") else name
+    before, peak = _peak_gb(registered, CONFIGS.get(name, {}), b, threads)
+    out_gb = 4 * math.prod((b, *rep.output_shape(C, T))) / 1e9
+    return {"peak_rss_gb": peak, "call_gb": peak - before, "working_gb": peak - before - out_gb}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -364,40 +467,61 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="batch 16, one repeat")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1, help="threads for every implementation")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    ap.add_argument(
+        "--compile",
+        nargs="?",
+        const="default",
+        default=None,
+        metavar="MODE",
+        help="also time torch.compile'd efm (fullgraph, this mode) and compiled flash-eeg",
+    )
+    ap.add_argument("--transforms", nargs="+", help="only these transforms")
     ap.add_argument("--no-flash", action="store_true", help="skip flash-eeg")
     ap.add_argument("--efm-only", action="store_true", help="skip every baseline")
-    ap.add_argument("--out", default="benchmarks/results/representations_cpu.json")
+    ap.add_argument("--out", help="default: benchmarks/results/representations_<device>.json")
     ap.add_argument(
         "--merge", action="store_true", help="keep --out's rows of other batches / thread counts"
     )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        ap.error("--device cuda: no CUDA device is visible to torch")
     batches, repeats = ([16], 1) if args.quick else (args.batches, args.repeats)
     torch.set_num_threads(args.threads)
     flash = not args.no_flash
     try:
         import flash_eeg  # noqa: F401
     except ImportError:
+        log.warning("flash-eeg is not installed (pip install flash-eeg==0.4.1): no flash-eeg rows")
         flash = False
     load_start = os.getloadavg()
-    results = run(batches, repeats, flash, args.threads, baselines=not args.efm_only)
+    results, bandwidth = run(
+        batches,
+        repeats,
+        flash,
+        args.threads,
+        baselines=not args.efm_only,
+        device=device,
+        compile_mode=args.compile,
+        transforms=args.transforms,
+    )
     for r in results:
         r["threads"] = args.threads
-    import mne
-
+        r["device"] = device.type
     versions = {
         "torch": torch.__version__,
         "numpy": np.__version__,
         "scipy": scipy.__version__,
-        "mne": mne.__version__,
         "python": platform.python_version(),
     }
-    for mod in ("mne_connectivity", "flash_eeg"):
+    for mod in ("mne", "mne_connectivity", "flash_eeg", "triton"):
         try:
             versions[mod] = __import__(mod).__version__
         except ImportError:
             pass
-    out = Path(args.out)
+    out = Path(args.out or f"benchmarks/results/representations_{device.type}.json")
     runs = []
     if args.merge and out.exists():
         old = json.loads(out.read_text())
@@ -411,6 +535,8 @@ def main(argv: list[str] | None = None) -> int:
             "batches": batches,
             "threads": args.threads,
             "repeats": repeats,
+            "compile": args.compile,
+            "copy_bandwidth_GB_per_s": bandwidth,
             "load_avg_start": load_start,
             "load_avg_end": os.getloadavg(),
             "date": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -418,7 +544,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     doc = {
         "benchmark": "representations",
-        "device": "cpu",
+        "device": device.type,
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name(),
         "cpu": _cpu_name(),
         "cpu_count": os.cpu_count(),
         "shape_per_epoch": [C, T],
@@ -426,7 +553,10 @@ def main(argv: list[str] | None = None) -> int:
         "versions": versions,
         "dtype": "float32",
         "thread_env": "OMP/MKL/OPENBLAS_NUM_THREADS = torch threads = scipy.fft workers; MNE n_jobs=1",
-        "timed": "median (min) over interleaved rounds after a warm-up round; 1 round at batch >= 1024",
+        "timed": "median (min) over interleaved rounds after a first call (compilation, timed "
+        "apart as first_call_s); 1 round at batch >= 1024 on the CPU; GPU calls synchronised",
+        "bound": "x_of_bound = ms_per_epoch / (fp32 input + output bytes per epoch / measured "
+        "copy bandwidth of the device)",
         "runs": runs,
         "results": sorted(results, key=lambda r: (r.get("threads", 0), r["batch"])),
     }

@@ -85,7 +85,7 @@ def block_rows(per_sample: int, mem_elems: int, cache_elems: int | None = None) 
     With several intra-op threads the cache bound is per thread (each op splits a block between
     the threads); measured best on 2 cores (AMD EPYC, 512 KB L2): spectrogram 4, temporal
     matrix 2-4, WPLI 2-4 and bandpass 8-16 samples per block; on a 2-core Xeon (2 MB L2)
-    bandpass 16-32 at 1 thread and 20-35 at 2 (17 and 35 chosen), WPLI 2-4.
+    bandpass 16-32 at 1 thread and 24-48 at 2 (23 and 46 chosen), WPLI 2-4.
     """
     rows = mem_elems // max(1, per_sample)
     if not torch.compiler.is_compiling():

@@ -153,6 +153,7 @@ class Bandpass(nn.Module):
         half = self.response(t, x.device)  # [T // 2 + 1]
         gain = torch.cat([half, half[1 : (t + 1) // 2].flip(0)])  # [T]: the full, even response
         # intermediates per sample: the packed complex rows and their spectrum (c * t floats
-        # each); the input slice and the output exist already
-        rows = block_rows(c * 2 * t, 1 << 26)
+        # each); the input slice and the output exist already. Blocks of 1.5x that measured
+        # best (about 23 samples at 1 thread, 46 at 2: fewer FFT plans per batch)
+        rows = block_rows(c * t * 3 // 2, 1 << 26)
         return run_blocked(lambda xb, ob: self._filter(xb, ob, gain), x, rows, (c, t), x.dtype)

@@ -166,14 +166,16 @@ class WPLI(nn.Module):
         re_j, im_j = shifted[:, :k].unbind(1), shifted[:, k:].unbind(1)
         re_i, im_i = wrapped[:, None, :c, :k].unbind(3), wrapped[:, None, :c, k:].unbind(3)
         # Im(X_i X_j^*) summed over tapers: sum_k im_i re_j - re_i im_j, all pairs at once
-        cross = x.new_empty((b, half, c, k1 - k0))
-        torch.mul(im_i[0], re_j[0], out=cross)
+        if torch.compiler.is_compiling():  # inductor mis-strides out= on the overlapping view
+            cross = im_i[0] * re_j[0]  # [b, C//2, C, F]
+        else:  # contiguous, so the band means below read a view
+            cross = torch.mul(im_i[0], re_j[0], out=x.new_empty((b, half, c, k1 - k0)))
         cross.addcmul_(re_i[0], im_j[0], value=-1.0)
         for q in range(1, k):  # the K tapers (static, small)
             cross.addcmul_(im_i[q], re_j[q])
             cross.addcmul_(re_i[q], im_j[q], value=-1.0)
         # band means: one [b * pairs, F] x [F, n_bands] product each (the taper mean folded in)
-        flat = cross.view(-1, k1 - k0)
+        flat = cross.reshape(-1, k1 - k0)
         num = (flat @ mean_t).abs_()  # |mean_f Im S|
         den = flat.abs_() @ mean_t  # mean_f |Im S|
         return num.div_(den.add_(1e-10)).view(b, half * c, -1).transpose(1, 2)

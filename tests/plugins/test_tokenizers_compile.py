@@ -17,7 +17,7 @@ from efm import registry
 def _check(name: str, **cfg) -> None:
     torch._dynamo.reset()
     rep = registry.create("tokenizers", name, **cfg)
-    x = torch.randn(2, 3, 1000, generator=torch.Generator().manual_seed(0)) * 30
+    x = torch.randn(2, 4, 1000, generator=torch.Generator().manual_seed(0)) * 30
     compiled = torch.compile(rep, fullgraph=True)
     with torch.no_grad():
         torch.testing.assert_close(compiled(x), rep(x), atol=1e-5, rtol=1e-5)
