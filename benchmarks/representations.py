@@ -347,8 +347,11 @@ def run(
     device: torch.device | None = None,
     compile_mode: str | None = None,
     transforms: list[str] | None = None,
+    on_rows=None,
 ) -> tuple[list[dict], float]:
-    """Time every transform and its baselines; returns the rows and the copy bandwidth (GB/s)."""
+    """Time every transform and its baselines; returns the rows and the copy bandwidth (GB/s).
+    ``on_rows(rows, bandwidth)`` is called after every transform (results written as they come,
+    so a run stopped at a time limit keeps what it measured)."""
     device = device or torch.device("cpu")
     torch.manual_seed(0)
     ours, rows = build(flash and baselines, device, compile_mode)
@@ -384,6 +387,9 @@ def run(
                 try:
                     with torch.no_grad(), scipy.fft.set_workers(threads):
                         call()  # first call: compiles a compiled mode (timed apart)
+                except ImportError as err:  # a baseline's package is not installed here
+                    log.warning("%s %s: skipped (%s)", name, label, err)
+                    continue
                 except torch.OutOfMemoryError as err:
                     log.warning(
                         "%s %s %s at batch %d: out of memory (%s)", name, label, mode, n, err
@@ -421,6 +427,8 @@ def run(
                     r["efm_mode"] = best_efm["mode"]
                 log.info("%s", r)
             del efm_eager
+            if on_rows is not None:
+                on_rows(results, bandwidth)
     return results, bandwidth
 
 
@@ -497,6 +505,56 @@ def main(argv: list[str] | None = None) -> int:
         log.warning("flash-eeg is not installed (pip install flash-eeg==0.4.1): no flash-eeg rows")
         flash = False
     load_start = os.getloadavg()
+    out = Path(args.out or f"benchmarks/results/representations_{device.type}.json")
+    old = json.loads(out.read_text()) if args.merge and out.exists() else {}
+
+    def write(results: list[dict], bandwidth: float) -> None:
+        rows = [dict(r, threads=args.threads, device=device.type) for r in results]
+        runs = list(old.get("runs", []))
+        if old:
+            keep = {(b, args.threads) for b in batches}
+            rows = [
+                r for r in old.get("results", []) if (r["batch"], r.get("threads")) not in keep
+            ] + rows
+        runs.append(
+            {
+                "batches": batches,
+                "threads": args.threads,
+                "repeats": repeats,
+                "compile": args.compile,
+                "copy_bandwidth_GB_per_s": bandwidth,
+                "load_avg_start": load_start,
+                "load_avg_end": os.getloadavg(),
+                "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+            }
+        )
+        doc = {
+            "benchmark": "representations",
+            "device": device.type,
+            "device_name": (
+                torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
+            ),
+            "cpu": _cpu_name(),
+            "cpu_count": os.cpu_count(),
+            "shape_per_epoch": [C, T],
+            "sfreq": SFREQ,
+            "versions": _versions(),
+            "dtype": "float32",
+            "thread_env": "OMP/MKL/OPENBLAS_NUM_THREADS = torch threads = scipy.fft workers; "
+            "MNE n_jobs=1",
+            "timed": "median (min) over interleaved rounds after a first call (compilation, "
+            "timed apart as first_call_s); 1 round at batch >= 1024 on the CPU; GPU calls "
+            "synchronised",
+            "bound": "x_of_bound = ms_per_epoch / (fp32 input + output bytes per epoch / "
+            "measured copy bandwidth of the device)",
+            "runs": runs,
+            "results": sorted(rows, key=lambda r: (r.get("threads", 0), r["batch"])),
+        }
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(doc, indent=1))
+        tmp.replace(out)
+
     results, bandwidth = run(
         batches,
         repeats,
@@ -506,64 +564,28 @@ def main(argv: list[str] | None = None) -> int:
         device=device,
         compile_mode=args.compile,
         transforms=args.transforms,
+        on_rows=write,
     )
-    for r in results:
-        r["threads"] = args.threads
-        r["device"] = device.type
+    write(results, bandwidth)
+    print(f"wrote {out}")  # CLI output
+    return 0
+
+
+def _versions() -> dict:
     versions = {
         "torch": torch.__version__,
         "numpy": np.__version__,
         "scipy": scipy.__version__,
         "python": platform.python_version(),
     }
+    if torch.cuda.is_available():
+        versions["cuda"] = torch.version.cuda
     for mod in ("mne", "mne_connectivity", "flash_eeg", "triton"):
         try:
             versions[mod] = __import__(mod).__version__
         except ImportError:
             pass
-    out = Path(args.out or f"benchmarks/results/representations_{device.type}.json")
-    runs = []
-    if args.merge and out.exists():
-        old = json.loads(out.read_text())
-        keep = {(b, args.threads) for b in batches}
-        results = [
-            r for r in old.get("results", []) if (r["batch"], r.get("threads")) not in keep
-        ] + results
-        runs = old.get("runs", [])
-    runs.append(
-        {
-            "batches": batches,
-            "threads": args.threads,
-            "repeats": repeats,
-            "compile": args.compile,
-            "copy_bandwidth_GB_per_s": bandwidth,
-            "load_avg_start": load_start,
-            "load_avg_end": os.getloadavg(),
-            "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-        }
-    )
-    doc = {
-        "benchmark": "representations",
-        "device": device.type,
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name(),
-        "cpu": _cpu_name(),
-        "cpu_count": os.cpu_count(),
-        "shape_per_epoch": [C, T],
-        "sfreq": SFREQ,
-        "versions": versions,
-        "dtype": "float32",
-        "thread_env": "OMP/MKL/OPENBLAS_NUM_THREADS = torch threads = scipy.fft workers; MNE n_jobs=1",
-        "timed": "median (min) over interleaved rounds after a first call (compilation, timed "
-        "apart as first_call_s); 1 round at batch >= 1024 on the CPU; GPU calls synchronised",
-        "bound": "x_of_bound = ms_per_epoch / (fp32 input + output bytes per epoch / measured "
-        "copy bandwidth of the device)",
-        "runs": runs,
-        "results": sorted(results, key=lambda r: (r.get("threads", 0), r["batch"])),
-    }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(doc, indent=1))
-    print(f"wrote {out}")  # CLI output
-    return 0
+    return versions
 
 
 def _cpu_name() -> str:

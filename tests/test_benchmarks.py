@@ -1,0 +1,49 @@
+"""The representation benchmark's harness runs end to end (a small CPU case) and writes the
+fields its JSON promises: timings, GB/s, the bound from the measured copy bandwidth, peak memory
+and the side-by-side speedups."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location(
+        "bench_representations", ROOT / "benchmarks" / "representations.py"
+    )
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_representations_benchmark_writes_side_by_side_rows(tmp_path):
+    pytest.importorskip("mne")
+    bench = _bench()
+    out = tmp_path / "r.json"
+    assert bench.main(
+        ["--batches", "4", "--repeats", "1", "--no-flash", "--transforms", "bandpass",
+         "--out", str(out)]
+    ) == 0  # fmt: skip
+    doc = json.loads(out.read_text())
+    assert doc["device"] == "cpu" and doc["runs"][0]["copy_bandwidth_GB_per_s"] > 0
+    rows = {(r["impl"], r["mode"]): r for r in doc["results"]}
+    assert set(rows) == {("efm", "eager"), ("scipy", "eager"), ("mne", "eager")}
+    efm = rows[("efm", "eager")]
+    assert efm["batch"] == 4 and efm["epochs_timed"] == 4 and efm["threads"] == 1
+    assert efm["ms_per_epoch"] > 0 and efm["GB_per_s"] > 0
+    # input 8 x 7500 fp32 in and out: 0.48 MB per epoch over the measured bandwidth
+    bound = 1e3 * 2 * 4 * 8 * 7500 / 1e9 / doc["runs"][0]["copy_bandwidth_GB_per_s"]
+    assert math.isclose(efm["bound_ms_per_epoch"], bound, rel_tol=1e-9)
+    assert math.isclose(efm["x_of_bound"], efm["ms_per_epoch"] / bound, rel_tol=1e-9)
+    assert efm["peak_rss_gb"] > efm["call_gb"] > 0  # measured in a fresh process
+    scipy_row = rows[("scipy", "eager")]
+    assert math.isclose(
+        scipy_row["speedup_of_efm"], scipy_row["seconds"] / efm["seconds"], rel_tol=1e-9
+    )
