@@ -489,7 +489,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--efm-only", action="store_true", help="skip every baseline")
     ap.add_argument("--out", help="default: benchmarks/results/representations_<device>.json")
     ap.add_argument(
-        "--merge", action="store_true", help="keep --out's rows of other batches / thread counts"
+        "--merge",
+        action="store_true",
+        help="keep --out's rows of other transforms / batches / thread counts",
     )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -511,10 +513,13 @@ def main(argv: list[str] | None = None) -> int:
     def write(results: list[dict], bandwidth: float) -> None:
         rows = [dict(r, threads=args.threads, device=device.type) for r in results]
         runs = list(old.get("runs", []))
-        if old:
-            keep = {(b, args.threads) for b in batches}
+        if old:  # replace the old rows of what this run measures
+            names = set(args.transforms or []) or {r["transform"] for r in old.get("results", [])}
+            redo = {(t, b, args.threads) for t in names for b in batches}
             rows = [
-                r for r in old.get("results", []) if (r["batch"], r.get("threads")) not in keep
+                r
+                for r in old.get("results", [])
+                if (r["transform"], r["batch"], r.get("threads")) not in redo
             ] + rows
         runs.append(
             {

@@ -77,10 +77,16 @@ def flash_target_freqs(fmin: float, fmax: float, breakpoint: float, n_out: int) 
 CACHE_ELEMS = 1 << 21  # float32 intermediates per block in eager mode (8 MB: stays in cache)
 
 
-def block_rows(per_sample: int, mem_elems: int, cache_elems: int | None = None) -> int:
-    """Rows (samples) per block: ``mem_elems`` bounds memory; in eager mode the smaller
-    ``cache_elems`` (default :data:`CACHE_ELEMS`) also keeps each block's intermediates in the CPU caches. Under
-    ``torch.compile`` only the memory bound applies (inductor fuses the intermediates away).
+def block_rows(
+    per_sample: int,
+    mem_elems: int,
+    cache_elems: int | None = None,
+    device: torch.device | None = None,
+) -> int:
+    """Rows (samples) per block: ``mem_elems`` bounds memory; in eager mode on the CPU the
+    smaller ``cache_elems`` (default :data:`CACHE_ELEMS`) also keeps each block's intermediates
+    in the CPU caches. Under ``torch.compile`` (inductor fuses the intermediates away) and on a
+    GPU (where small blocks would only add kernel launches) the memory bound alone applies.
 
     With several intra-op threads the cache bound is per thread (each op splits a block between
     the threads); measured best on 2 cores (AMD EPYC, 512 KB L2): spectrogram 4, temporal
@@ -88,7 +94,8 @@ def block_rows(per_sample: int, mem_elems: int, cache_elems: int | None = None) 
     bandpass 16-32 at 1 thread and 24-48 at 2 (23 and 46 chosen), WPLI 2-4.
     """
     rows = mem_elems // max(1, per_sample)
-    if not torch.compiler.is_compiling():
+    on_cpu = device is None or device.type == "cpu"
+    if on_cpu and not torch.compiler.is_compiling():
         cache_elems = (
             CACHE_ELEMS if cache_elems is None else cache_elems
         ) * torch.get_num_threads()
@@ -99,7 +106,8 @@ def block_rows(per_sample: int, mem_elems: int, cache_elems: int | None = None) 
 def run_blocked(
     fn, x: torch.Tensor, rows: int, out_shape: tuple[int, ...], out_dtype: torch.dtype
 ) -> torch.Tensor:
-    """Apply ``fn(x_block_fp32, out_block)`` to blocks of at most ``rows`` along dim 0.
+    """Apply ``fn(x_block_fp32, out_block)`` to blocks of at most ``rows`` along dim 0 (as few
+    blocks as that allows, of sizes that differ by at most one).
 
     ``fn`` writes its result into ``out_block`` (a slice of the preallocated output, possibly of
     a lower precision) when given one and returns it; given None it returns a new fp32 tensor.
@@ -108,16 +116,19 @@ def run_blocked(
     samples sized for the caches or for memory, never over samples, channels or bands one by one.
     """
     b = x.shape[0]
+    n = -(-b // max(1, rows))  # blocks; their sizes differ by at most one (no small last block)
+    bounds = [i * b // n for i in range(n + 1)]
+    blocks = list(zip(bounds[:-1], bounds[1:], strict=True))
     if torch.compiler.is_compiling():
-        if b <= rows:
+        if n == 1:
             return fn(x.float(), None).to(out_dtype)
         out = x.new_empty((b, *out_shape), dtype=out_dtype)
-        for start in range(0, b, rows):
-            out[start : start + rows] = fn(x[start : start + rows].float(), None).to(out_dtype)
+        for lo, hi in blocks:
+            out[lo:hi] = fn(x[lo:hi].float(), None).to(out_dtype)
         return out
     out = new_output(x, (b, *out_shape), out_dtype)
-    for start in range(0, b, rows):
-        fn(x[start : start + rows].float(), out[start : start + rows])
+    for lo, hi in blocks:
+        fn(x[lo:hi].float(), out[lo:hi])
     return out
 
 

@@ -171,6 +171,6 @@ class Morlet(nn.Module):
         b, c, t = x.shape
         full = self.plan(t) is None
         per_sample = c * (t + 3 * self.n_freqs * (t if full else -(-t // self.decim)))
-        rows = block_rows(per_sample, self.chunk_elems)
+        rows = block_rows(per_sample, self.chunk_elems, device=x.device)
         fn = self._raw if self.output == "raw" else self._image
         return run_blocked(fn, x, rows, self.output_shape(c, t), x.dtype)

@@ -148,6 +148,6 @@ class Spectrogram(nn.Module):
         check_signal(x, "spectrogram", min_times=self.n_fft // 2 + 1)
         b, c, t = x.shape
         per_sample = c * self.n_frames(t) * (3 * self.n_fft + 2 * self.n_freqs_out)
-        rows = block_rows(per_sample, self.chunk_elems)
+        rows = block_rows(per_sample, self.chunk_elems, device=x.device)
         fn = self._raw if self.output == "raw" else self._image
         return run_blocked(fn, x, rows, self.output_shape(c, t), x.dtype)

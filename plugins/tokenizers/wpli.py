@@ -219,7 +219,7 @@ class WPLI(nn.Module):
         m = min(t, n)
         f = n // 2 + 1
         per_sample = c * (t + self.n_tapers * (m + 2 * f + 4 * f)) + c * c * f
-        rows = block_rows(per_sample, self.chunk_elems)
+        rows = block_rows(per_sample, self.chunk_elems, device=x.device)
         if self.output == "raw":
             return run_blocked(self._raw, x, rows, self.output_shape(c, t), x.dtype)
         tile = _tile_index(c, x.device)
