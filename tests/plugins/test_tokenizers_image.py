@@ -299,3 +299,23 @@ def test_cache_blocks_write_the_same_output_in_every_dtype(name, monkeypatch):
         else:
             atol, rtol = 0.0, 0.0
         torch.testing.assert_close(out, ref, atol=atol, rtol=rtol)
+
+
+def test_blocks_are_cache_sized_on_the_cpu_only_and_balanced(monkeypatch):
+    import efm_plugins.tokenizers._common as common
+
+    monkeypatch.setattr(common, "CACHE_ELEMS", 1000)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    assert common.block_rows(100, 10**6) == 20  # cache bound: 1000 x 2 threads / 100
+    assert common.block_rows(100, 10**6, device=torch.device("cpu")) == 20
+    assert common.block_rows(100, 10**6, device=torch.device("cuda")) == 10**4  # memory only
+    seen = []
+
+    def fn(xb, ob):
+        seen.append(xb.shape[0])
+        return ob.copy_(xb * 2)
+
+    x = torch.randn(45, 2, 3)
+    out = common.run_blocked(fn, x, 20, (2, 3), torch.float32)
+    assert seen == [15, 15, 15]  # 3 blocks of at most 20, not 20 + 20 + 5
+    torch.testing.assert_close(out, x * 2, atol=0, rtol=0)
