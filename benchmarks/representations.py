@@ -14,7 +14,7 @@ MNE / mne-connectivity run with ``n_jobs=1``. Baselines that are too slow or too
 for a batch are run on fewer epochs (their cap) and reported per epoch with ``extrapolated:
 true``; efm's transforms always run the full batch. Timings: one first call (with ``--compile``
 it compiles; its time is recorded as ``first_call_s``), then the median (and min) of
-``--repeats`` rounds (one at batch >= 1024 on the CPU); in each round efm and every baseline of
+``--repeats`` rounds (default 3, one at batch >= 1024 on the CPU); in each round efm and every baseline of
 a transform run once, one after the other, so they share the machine's load (the host is
 shared). GPU calls are synchronised. Construction (flash-eeg's DPSS eigen-solve included) is
 not timed. On a GPU the baselines are flash-eeg eager and compiled (SciPy and MNE are in the CPU
@@ -340,7 +340,7 @@ def build(flash: bool, device: torch.device, compile_mode: str | None):
 
 def run(
     batches: list[int],
-    repeats: int,
+    repeats: int | None,
     flash: bool,
     threads: int,
     baselines: bool = True,
@@ -364,7 +364,7 @@ def run(
     results = []
     for b in batches:
         x = torch.randn(b, C, T, device=device) * 30.0
-        rounds = 1 if b >= 1024 and device.type == "cpu" else repeats
+        rounds = repeats or (1 if b >= 1024 and device.type == "cpu" else 3)
         for name, impls in rows.items():
             rep = ours[name]
             load = os.getloadavg()[0]
@@ -473,7 +473,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batches", type=int, nargs="+", default=[64, 256, 2048])
     ap.add_argument("--quick", action="store_true", help="batch 16, one repeat")
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument(
+        "--repeats", type=int, help="timed rounds (default 3; 1 at batch >= 1024 on the CPU)"
+    )
     ap.add_argument("--threads", type=int, default=1, help="threads for every implementation")
     ap.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     ap.add_argument(
