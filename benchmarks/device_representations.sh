@@ -6,10 +6,11 @@
 #   bash benchmarks/device_representations.sh           # there, with .whl/ carried along
 #   (extra arguments go to representations.py and override, e.g. --transforms wpli)
 #
-# Results: $OUT/representations_cuda.json when OUT is set (else benchmarks/results/), written
-# after every transform, so a run stopped at its time limit keeps what it measured. Sized for
-# one run of under 10 minutes on an H100/H200: batches 2048 first, then 256 and 64; efm eager
-# and compiled (inductor, default mode) and flash-eeg eager and compiled (its max-autotune).
+# Results: representations_cuda.json (efm and flash-eeg eager) and
+# representations_cuda_compiled.json (efm compiled by inductor, default mode, and flash-eeg
+# compiled, its own max-autotune, next to both eager) in $OUT when set, else benchmarks/results/;
+# written after every transform, so a run stopped at its time limit keeps what it measured.
+# Batches 2048 first, then 256 and 64.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,6 +30,10 @@ export PYTHONPATH=/tmp/efm-site${PYTHONPATH:+:$PYTHONPATH}
 python3 -m pip install -q --no-index --no-deps --no-build-isolation -e .
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,clocks.max.mem --format=csv || true
 out=${OUT:-benchmarks/results}
-PYTHONUNBUFFERED=1 python3 benchmarks/representations.py --device cuda --compile \
-    --batches 2048 256 64 --repeats 5 --out "$out/representations_cuda.json" "$@" 2>&1 |
-    grep -v '^{' | tee "$out/representations_cuda.log"
+bench() { PYTHONUNBUFFERED=1 python3 benchmarks/representations.py --device cuda \
+    --batches 2048 256 64 --repeats 5 "$@" 2>&1 | grep -v '^{'; }
+# eager first (about a minute), then compiled: each compile of each batch size costs seconds
+# to a minute, and the second file keeps the eager rows of its own run as the reference
+bench --out "$out/representations_cuda.json" "$@" | tee "$out/representations_cuda.log"
+bench --compile --out "$out/representations_cuda_compiled.json" "$@" |
+    tee "$out/representations_cuda_compiled.log"
