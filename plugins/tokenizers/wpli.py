@@ -158,10 +158,10 @@ class WPLI(nn.Module):
         # components re_1..K, im_1..K; shifted[:, d - 1, i] = channel (i + d) % C, d = 1..C//2,
         # covers every unordered pair (i, j) once (twice for d = C/2)
         half = c // 2
-        wrapped = x.new_empty((b, c + half, 2 * k, k1 - k0))  # [b, C + C//2, 2K, F]
-        wrapped[:, :c, :k].copy_(spec.real)
-        wrapped[:, :c, k:].copy_(spec.imag)
+        wrapped = x.new_empty((b, c + half, 2, k, k1 - k0))  # [b, C + C//2, re/im, K, F]
+        wrapped[:, :c].copy_(torch.view_as_real(spec).permute(0, 1, 4, 2, 3))  # one pass
         wrapped[:, c:].copy_(wrapped[:, :half])
+        wrapped = wrapped.view(b, c + half, 2 * k, k1 - k0)  # [b, C + C//2, 2K, F]
         shifted = wrapped.unfold(1, c, 1).permute(0, 2, 1, 4, 3)[:, :, 1:]  # [b, 2K, C//2, C, F]
         re_j, im_j = shifted[:, :k].unbind(1), shifted[:, k:].unbind(1)
         re_i, im_i = wrapped[:, None, :c, :k].unbind(3), wrapped[:, None, :c, k:].unbind(3)
