@@ -67,7 +67,13 @@ import torch  # noqa: E402
 log = logging.getLogger("efm.benchmarks.representations")
 SFREQ, C, T = 250.0, 8, 7500
 BANDS = [(1, 4), (4, 8), (8, 13), (13, 30), (30, 60), (60, 100), (1, 40), (1, 100)]
-CONFIGS = {"wpli_flash_compat": {"flash_compat": True}}  # non-default configs of the timed rows
+# timed rows that are not a registered tokenizer with its defaults: row name -> (name, config)
+CONFIGS = {"wpli_flash_compat": ("wpli", {"flash_compat": True})}
+
+
+def _component(row: str) -> tuple[str, dict]:
+    """The registered tokenizer and config a timed row runs."""
+    return CONFIGS.get(row, (row, {}))
 
 
 # --- vectorised SciPy / NumPy baselines (same outputs as the torch modules) ----------------------
@@ -242,7 +248,7 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def copy_bandwidth(device: torch.device, threads: int) -> float:
+def copy_bandwidth(device: torch.device) -> float:
     """Measured memory bandwidth (GB/s, bytes read plus written) of a plain device copy:
     1 GiB on a GPU, 256 MiB on the CPU (best of 5, after a warm-up). The bound of a transform
     is its fp32 input and output bytes over this bandwidth."""
@@ -268,8 +274,7 @@ def build(flash: bool, device: torch.device, compile_mode: str | None):
     from efm import registry
 
     def make(name: str):
-        cfg = CONFIGS.get(name, {})
-        registered = "wpli" if name.startswith("wpli") else name
+        registered, cfg = _component(name)
         return registry.create("tokenizers", registered, **cfg).to(device)
 
     names = ["spectrogram", "morlet", "wpli", "wpli_flash_compat", "temporal_matrix", "bandpass"]
@@ -359,7 +364,7 @@ def run(
         rows = {k: [r for r in v if r[0] == "efm"] for k, v in rows.items()}
     if transforms:
         rows = {k: v for k, v in rows.items() if k in transforms}
-    bandwidth = copy_bandwidth(device, threads)
+    bandwidth = copy_bandwidth(device)
     log.info("device copy bandwidth: %.1f GB/s", bandwidth)
     results = []
     for b in batches:
@@ -402,7 +407,6 @@ def run(
             with torch.no_grad(), scipy.fft.set_workers(threads):
                 timed = _time_rounds(fns, rounds)
             load = (load + os.getloadavg()[0]) / 2
-            efm_eager = None
             for (label, mode, n, first), (med, best) in zip(inputs, timed, strict=True):
                 row = _row(name, b, label, mode, n, seconds=med / n * b, seconds_min=best / n * b)
                 row["load_1min"] = load
@@ -415,7 +419,6 @@ def run(
                     row["x_of_bound"] = row["ms_per_epoch"] / row["bound_ms_per_epoch"]
                     row["output_gb"] = out_gb
                     if mode == "eager":
-                        efm_eager = row
                         row.update(_peak(name, b, threads, device, rep, x))
                 results.append(row)
                 live.append(row)
@@ -426,7 +429,6 @@ def run(
                     r["speedup_of_efm_min"] = r["seconds_min"] / best_efm["seconds_min"]
                     r["efm_mode"] = best_efm["mode"]
                 log.info("%s", r)
-            del efm_eager
             if on_rows is not None:
                 on_rows(results, bandwidth)
     return results, bandwidth
@@ -463,8 +465,7 @@ def _peak(name: str, b: int, threads: int, device: torch.device, rep, x) -> dict
             "call_gb": (peak - before) / 1e9,
             "working_gb": (peak - before) / 1e9 - out_gb,
         }
-    registered = "wpli" if name.startswith("wpli") else name
-    before, peak = _peak_gb(registered, CONFIGS.get(name, {}), b, threads)
+    before, peak = _peak_gb(*_component(name), b, threads)
     out_gb = 4 * math.prod((b, *rep.output_shape(C, T))) / 1e9
     return {"peak_rss_gb": peak, "call_gb": peak - before, "working_gb": peak - before - out_gb}
 

@@ -53,6 +53,12 @@ def resize(img: torch.Tensor, size: int, mode: str = "bilinear") -> torch.Tensor
     return F.interpolate(img, size=(size, size), mode=mode, align_corners=False)
 
 
+def nearest_index(n_in: int, n_out: int) -> torch.Tensor:
+    """Source index of each output position under ``F.interpolate(mode="nearest")``."""
+    src = torch.arange(n_in, dtype=torch.float32).view(1, 1, n_in)
+    return F.interpolate(src, size=n_out, mode="nearest").view(n_out).long()
+
+
 def db_power(z: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
     """``10 log10(|z|^2 + 1e-10)`` of a complex tensor as a new contiguous fp32 tensor, or
     written into ``out`` (fp32, same shape)."""

@@ -20,19 +20,19 @@ import math
 from typing import ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from efm_plugins.tokenizers._common import block_rows, check_signal, minmax, run_blocked, write
+from efm_plugins.tokenizers._common import (
+    block_rows,
+    check_signal,
+    minmax,
+    nearest_index,
+    run_blocked,
+    write,
+)
 from efm_plugins.tokenizers.config import RepresentationError
 
 ONE_CALL_ELEMS = 1 << 22  # bandpass: batches up to 16 MB of fp32 signal per thread in one call
-
-
-def _nearest_index(n_in: int, n_out: int) -> torch.Tensor:
-    """Source index of each output position under ``F.interpolate(mode="nearest")``."""
-    src = torch.arange(n_in, dtype=torch.float32).view(1, 1, n_in)
-    return F.interpolate(src, size=n_out, mode="nearest").view(n_out).long()
 
 
 class TemporalMatrix(nn.Module):
@@ -69,7 +69,7 @@ class TemporalMatrix(nn.Module):
     def index(self, n_times: int) -> tuple[int, torch.Tensor, torch.Tensor]:
         """Square side and the row / column source indices of the output image."""
         side = math.isqrt(n_times)
-        near = _nearest_index(side, self.size).to(self.perm.device)
+        near = nearest_index(side, self.size).to(self.perm.device)
         blocks = near.view(-1, self.block)  # [n_blocks, block]
         rows = blocks[self.perm].reshape(-1)  # output block i shows resized block perm[i]
         return side, rows, near
@@ -145,9 +145,9 @@ class Bandpass(nn.Module):
         rows = block_rows(c * t * 3 // 2, 1 << 26, device=x.device)
         one_call = b <= rows  # always under torch.compile and on a GPU (memory bound only)
         if x.device.type == "cpu" and not torch.compiler.is_compiling():
-            # one call and no output copy: faster while the whole batch's buffers are small
-            # (measured at 64 x 8 x 7500: 0.20 vs 0.21-0.26 ms per epoch for blocks, 1 thread)
+            # a small batch whole: faster while its buffers are small (measured at 64 x 8 x 7500:
+            # 0.20 vs 0.21-0.26 ms per epoch for blocks, 1 thread); larger ones keep cache blocks
             one_call = one_call or b * c * t <= ONE_CALL_ELEMS * torch.get_num_threads()
-        if one_call:
+        if one_call:  # the result returned without an output copy
             return self._filter(x.float(), None, gain).to(x.dtype)
         return run_blocked(lambda xb, ob: self._filter(xb, ob, gain), x, rows, (c, t), x.dtype)

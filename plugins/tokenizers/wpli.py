@@ -23,7 +23,6 @@ from typing import ClassVar
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
@@ -31,6 +30,7 @@ from efm_plugins.tokenizers._common import (
     block_rows,
     check_option,
     check_signal,
+    nearest_index,
     run_blocked,
     write,
 )
@@ -223,7 +223,7 @@ class WPLI(nn.Module):
         if self.output == "raw":
             return run_blocked(self._raw, x, rows, self.output_shape(c, t), x.dtype)
         tile = _tile_index(c, x.device)
-        near = _nearest_index(2 * c, self.size).to(x.device)
+        near = nearest_index(2 * c, self.size).to(x.device)
         return run_blocked(
             lambda xb, ob: self._image(xb, ob, tile, near),
             x,
@@ -262,9 +262,3 @@ def _tile_index(c: int, device: torch.device) -> torch.Tensor:
     band = 2 * m + (i > j).long()  # upper triangle: band 2m, lower: band 2m + 1
     pair = _pair_index(c, device).view(c, c)[i, j]
     return torch.where(i == j, 8 * pairs, band * pairs + pair).reshape(-1)  # [4 C^2]
-
-
-def _nearest_index(n_in: int, n_out: int) -> torch.Tensor:
-    """Source index of each output position under ``F.interpolate(mode="nearest")``."""
-    src = torch.arange(n_in, dtype=torch.float32).view(1, 1, n_in)
-    return F.interpolate(src, size=n_out, mode="nearest").view(n_out).long()
