@@ -1,14 +1,20 @@
-"""Training throughput and MFU of EPI-250k's model (spectrogram -> hiera_base -> MAE), and the loader.
+"""Training throughput and MFU of a recipe's full-size model, and the loader.
 
     python benchmarks/training.py                                  # CPU, batch 8 (see below)
     python benchmarks/training.py --batch-size 256 --compile max-autotune   # on a GPU
+    python benchmarks/training.py --recipe diver1-EEG --backbone moirai_small   # DIVER-1 on a GPU
     python benchmarks/training.py --quick                          # tiny, for a smoke test
+
+The default is EPI-250k's model (spectrogram -> hiera_base -> MAE on 8 x 7500 epochs);
+``--recipe diver1-EEG`` is DIVER-1's (1 s patch tokens of 19 channels x 5 s at 500 Hz ->
+moirai_small, packed any-variate attention -> multi-domain reconstruction).
 
 One training step is what ``efm.train.loop`` does: the representation on the device, the backbone,
 the MAE decoder and loss, backward, one global clip, Muon + AdamW. Throughput is the median of
 ``--steps`` timed steps after ``--warmup`` steps (compilation happens in the warm-up).
 
-MFU = model FLOP/s / peak FLOP/s. Model FLOPs are counted once with ``torch.utils.flop_counter``
+MFU = model FLOP/s / peak FLOP/s, against the datasheet peak and, on CUDA, against the bf16 matrix
+rate measured in the same run (8192^3 products). Model FLOPs are counted once with ``torch.utils.flop_counter``
 over forward + backward of the objective (matmuls, convolutions, attention; the optimizer's
 Newton-Schulz iterations are not model FLOPs and are left out) and scaled to the batch. Peak: for
 CUDA the dense bf16 tensor-core peak of the GPU (H100 / H200 SXM: 989 TFLOP/s); for CPUs an fp32
@@ -70,26 +76,55 @@ def gpu_peak_tflops() -> tuple[float, str]:
     return float("nan"), f"{name}: unknown peak (pass --peak-tflops)"
 
 
-def model_flops(cfg: dict, batch: int, device: torch.device) -> float:
+def measured_matmul_tflops() -> float:
+    """The bf16 matrix rate of this GPU: mean of ten 8192^3 products after three warm-ups."""
+    a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    b = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    for _ in range(3):
+        a @ b
+    torch.cuda.synchronize()
+    t = time.perf_counter()
+    for _ in range(10):
+        a @ b
+    torch.cuda.synchronize()
+    return 2 * 8192**3 * 10 / (time.perf_counter() - t) / 1e12
+
+
+def epoch_shape(cfg: dict, n_chans: int) -> tuple[int, int]:
+    """``(n_chans, n_times)`` of one training sample: the shortest crop, else the whole epoch."""
+    p, crops = cfg["pipeline"], list(cfg["train"].get("crops_s") or [])
+    return n_chans, round(float(p["sfreq"]) * min(crops or [float(p["epoch_s"])]))
+
+
+def model_flops(cfg: dict, batch: int, device: torch.device, shape: tuple[int, int]) -> float:
     """Forward + backward FLOPs of one batch (counted at batch 2, scaled)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     torch.manual_seed(0)
     obj = build_objective(cfg).to(device)
-    x = torch.randn(2, 8, 7500, device=device) * 30
+    x = torch.randn(2, *shape, device=device) * 30
     counter = FlopCounterMode(display=False)
     with counter:
         obj({"signal": x}).loss.backward()
     return counter.get_total_flops() / 2 * batch
 
 
-def train_rate(cfg: dict, batch: int, steps: int, warmup: int, device: torch.device) -> dict:
+def train_rate(
+    cfg: dict,
+    batch: int,
+    steps: int,
+    warmup: int,
+    device: torch.device,
+    shape: tuple[int, int],
+    profile: bool = False,
+) -> dict:
     torch.manual_seed(0)
     obj = build_objective(cfg).to(device)
     opt = Optimizers(obj, cfg["optim"], 1000)
     compile_model(obj, str(cfg["train"]["compile"]))
     amp = autocast_dtype(str(cfg["train"]["precision"]), device)
-    x = torch.randn(batch, 8, 7500, device=device) * 30
+    x = torch.randn(batch, *shape, device=device) * 30
+    t_first = time.perf_counter()
     times: list[float] = []
     opt_times: list[float] = []
     for i in range(warmup + steps):
@@ -106,9 +141,12 @@ def train_rate(cfg: dict, batch: int, steps: int, warmup: int, device: torch.dev
         opt.zero_grad()
         if device.type == "cuda":
             torch.cuda.synchronize()
+        if i == 0:
+            first_step_s = time.perf_counter() - t_first  # compilation included
         if i >= warmup:
             times.append(time.perf_counter() - t)
             opt_times.append(time.perf_counter() - t_opt)
+    kernels = profile_step(obj, opt, x, amp, device) if profile else None
     step = statistics.median(times)
     mem = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None
     opt_s = statistics.median(opt_times)
@@ -118,22 +156,60 @@ def train_rate(cfg: dict, batch: int, steps: int, warmup: int, device: torch.dev
         "samples_per_s": batch / step,
         "optimizer_s": opt_s,
         "model_samples_per_s": batch / (step - opt_s),
+        "first_step_s": first_step_s,
         "loss": float(out.loss.detach()),
         "max_gpu_mem_gib": mem,
+        "top_kernels": kernels,
     }
 
 
-def loader_rates(batches: list[int], workers: list[int], dtypes: list[str], n_samples: int) -> list:
-    """Loader samples/s on synthetic shards (8 x 7500 float16 µV epochs), per configuration."""
+def profile_step(obj, opt, x, amp, device: torch.device, top: int = 25) -> list[dict]:
+    """The ``top`` operators of two profiled steps by device (else CPU) self time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=acts) as prof:
+        for _ in range(2):
+            with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+                out = obj({"signal": x})
+            out.loss.backward()
+            opt.clip_and_step()
+            opt.zero_grad()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+    key = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    events = sorted(prof.key_averages(), key=lambda e: getattr(e, key, 0.0), reverse=True)
+    total = sum(getattr(e, key, 0.0) for e in events) or 1.0
+    return [
+        {
+            "name": e.key[:120],
+            "calls": e.count,
+            "self_ms_per_step": getattr(e, key, 0.0) / 1e3 / 2,
+            "share": getattr(e, key, 0.0) / total,
+        }
+        for e in events[:top]
+    ]
+
+
+def loader_rates(
+    batches: list[int],
+    workers: list[int],
+    dtypes: list[str],
+    n_samples: int,
+    n_chans: int = 8,
+    sfreq: float = 250.0,
+    epoch_s: float = 30.0,
+) -> list:
+    """Loader samples/s on synthetic shards (float16 µV epochs of the recipe's shape)."""
     out = []
     with tempfile.TemporaryDirectory() as tmp:
         shards = write_synthetic_shards(
             Path(tmp),
             n_patients=4,
             epochs_per_patient=128,
-            n_chans=8,
-            sfreq=250.0,
-            epoch_s=30.0,
+            n_chans=n_chans,
+            sfreq=sfreq,
+            epoch_s=epoch_s,
             epochs_per_shard=64,
         )
         for batch in batches:
@@ -170,7 +246,13 @@ def loader_rates(batches: list[int], workers: list[int], dtypes: list[str], n_sa
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--backbone", default="hiera_base")
+    p.add_argument("--recipe", default="epi250k")
+    p.add_argument("--backbone", default=None, help="default: the recipe's full-size backbone")
+    p.add_argument("--n-chans", type=int, default=None, help="default: 8 (images), 19 (tokens)")
+    p.add_argument("--profile", action="store_true", help="top operators of two profiled steps")
+    p.add_argument(
+        "--set", nargs="*", default=[], help="more config overrides, e.g. backbone.pack=true"
+    )
     p.add_argument("--batch-size", type=int, default=None, help="default: 256 on GPU, 8 on CPU")
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--warmup", type=int, default=2)
@@ -185,38 +267,45 @@ def main() -> None:
 
     cuda = torch.cuda.is_available()
     device = torch.device("cuda" if cuda else "cpu")
-    batch = args.batch_size or (256 if cuda else 8)
-    backbone = "hiera_test" if args.quick else args.backbone
+    mode = args.compile or ("max-autotune" if cuda else "none")
+    base = compose([f"recipe={args.recipe}", "data.root=/nonexistent"])  # the paper's sizes
+    token = base["representation"]["name"] == "patch"
+    backbone = args.backbone or str(base["backbone"]["name"])
+    if args.quick:
+        backbone = "moirai_test" if token else "hiera_test"
+    batch = args.batch_size or (int(base["train"]["batch_size"]) if cuda else 8)
     if args.quick:
         batch, args.steps, args.warmup = 2, 2, 1
-    mode = args.compile or ("max-autotune" if cuda else "none")
-    cfg = compose(
-        [
-            "recipe=epi250k",
-            "data.root=/nonexistent",
-            f"backbone={backbone}",
-            f"train.compile={mode}",
-            f"train.precision={args.precision}",
-        ]
-    )
+    overrides = [f"train.compile={mode}", f"train.precision={args.precision}"]
+    if backbone != base["backbone"]["name"]:  # a group choice resets the node: keep patch_len
+        overrides[:0] = [f"backbone={backbone}"]
+        if token:
+            overrides.append(f"backbone.patch_len={base['backbone']['patch_len']}")
+    cfg = compose([f"recipe={args.recipe}", "data.root=/nonexistent", *overrides, *args.set])
+    shape = epoch_shape(cfg, args.n_chans or (19 if token else 8))
     if cuda:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    flops = model_flops(cfg, batch, device)
-    rate = train_rate(cfg, batch, args.steps, args.warmup, device)
+    flops = model_flops(cfg, batch, device, shape)
+    rate = train_rate(cfg, batch, args.steps, args.warmup, device, shape, args.profile)
     peak, peak_note = cpu_peak_tflops() if not cuda else gpu_peak_tflops()
+    measured = measured_matmul_tflops() if cuda else None
     if args.peak_tflops:
         peak, peak_note = args.peak_tflops, f"given: {args.peak_tflops} TFLOP/s"
     achieved = flops / rate["step_s"] / 1e12
     achieved_model = flops / (rate["step_s"] - rate["optimizer_s"]) / 1e12
     workers = args.workers if args.workers is not None else max(1, (os.cpu_count() or 2) // 2)
     dtype = "float16" if cuda else "float32"  # what the training loop asks for on this device
-    load = loader_rates([batch], [workers], [dtype], 2048)[0]
-    table = loader_rates([256], sorted({0, 1, workers}), ["float32", "float16"], 2048)
+    p = cfg["pipeline"]
+    sizes = {"n_chans": shape[0], "sfreq": float(p["sfreq"]), "epoch_s": float(p["epoch_s"])}
+    load = loader_rates([batch], [workers], [dtype], 4 * batch, **sizes)[0]
+    table = loader_rates([batch], sorted({0, 1, workers}), ["float32", "float16"], 2048, **sizes)
     ratio = load["samples_per_s"] / rate["samples_per_s"]
     result = {
         "benchmark": "training",
-        "model": f"spectrogram(224x224x8) -> {backbone} -> mae (2D, mask 0.6)",
+        "recipe": args.recipe,
+        "model": f"{cfg['representation']['name']} -> {backbone} -> {cfg['objective']['name']}",
+        "sample_shape": list(shape),
         "device": {
             "type": device.type,
             "name": torch.cuda.get_device_name(0)
@@ -233,6 +322,9 @@ def main() -> None:
         "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "batch_size": batch,
         "compile": mode,
+        "overrides": [*overrides, *args.set],
+        "attention": cfg["backbone"].get("attention"),
+        "pack": cfg["backbone"].get("pack"),
         "precision": "bf16" if autocast_dtype(args.precision, device) else "fp32",
         "train": rate,
         "model_tflop_per_step": flops / 1e12,
@@ -240,14 +332,17 @@ def main() -> None:
         "peak_tflops": peak,
         "peak_note": peak_note,
         "mfu": achieved / peak,
+        "measured_matmul_tflops": measured,
+        "mfu_of_measured_matmul": achieved / measured if measured else None,
         "mfu_without_optimizer": achieved_model / peak,
         "note": args.note,
         "loader": load,
-        "loader_batch_256": table,
+        "loader_by_workers": table,
         "loader_over_model": ratio,
         "loader_ok": ratio >= 1.5,
     }
-    out = Path(args.out or f"benchmarks/results/training_{device.type}.json")
+    suffix = "" if args.recipe == "epi250k" else f"_{args.recipe}"
+    out = Path(args.out or f"benchmarks/results/training_{device.type}{suffix}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2), encoding="utf-8")
     print(
