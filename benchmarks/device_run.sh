@@ -9,13 +9,17 @@
 # Parts, in the order they run (default: all). Each part has its own time limit, appends to one
 # log and writes its JSON as soon as it ends, so a run stopped at its limit keeps what it measured:
 #   reps      representations at batch 2048 and 256 of 8 x 7500: efm vs flash-eeg, eager
-#   train     training steps of the papers' models, bf16, compiled: hiera_base MAE on 224 x 224
-#             spectrograms at batch 256, then moirai_small multi-domain on packed 1 s patch tokens;
-#             step time, samples/s, MFU, peak memory, the top kernels, loader vs model
+#   prof      where each representation's time goes on the device: top operators, efm vs flash-eeg
+#   eager     hiera_base MAE training steps in bf16 without compilation (the reference for train)
+#   train     training steps of EPI-250k's model, bf16, compiled: hiera_base MAE on 224 x 224
+#             spectrograms at batch 256: step time, samples/s, MFU, peak memory, the top kernels,
+#             loader vs model
+#   moirai    the same for DIVER-1's: moirai_small multi-domain on packed 1 s patch tokens
 #   compiled  representations compiled by inductor vs flash-eeg compiled (its own max-autotune)
 #   check     three jobs side by side (correctness only, so sharing the GPU does not matter):
 #             the GPU tests (tests/gpu and every test marked for CUDA), and `efm run` of epi250k
 #             and diver1-iEEG on the demo corpus with the full model sizes, loss going down
+#             (CHECK_K: a pytest -k filter; RUN_STEPS and RUN_COMPILE: the runs' steps and compile)
 #
 # Results in $OUT when set (the device tool), else benchmarks/results/device/: parts.json (status,
 # seconds and environment), device_run.log, representations_cuda.json,
@@ -40,7 +44,7 @@ out=${OUT:-benchmarks/results/device}
 mkdir -p "$out"
 log="$out/device_run.log"
 parts=("$@")
-[[ ${#parts[@]} -eq 0 ]] && parts=(reps train compiled check)
+[[ ${#parts[@]} -eq 0 ]] && parts=(reps prof eager train moirai compiled check)
 export PYTHONUNBUFFERED=1 EFM_CACHE=${EFM_CACHE:-/tmp/efm-cache} MPLBACKEND=Agg
 py=${PYTHON:-python3}
 
@@ -86,8 +90,9 @@ part() {  # part NAME LIMIT_S COMMAND...: run with a time limit, log it, record 
 }
 
 if [[ "$DEV" == cuda ]]; then
-    batches=(2048 256) train_hiera=(--steps 10 --warmup 3) train_moirai=(--steps 10 --warmup 3)
-    run_steps=200 hiera_batch=128 moirai_batch=64 pytest_k="cuda or gpu" mode=default
+    batches=(2048 256) train_hiera=(--steps 6 --warmup 2) train_moirai=(--steps 6 --warmup 2)
+    run_steps=${RUN_STEPS:-200} hiera_batch=128 moirai_batch=64 pytest_k=${CHECK_K:-cuda or gpu}
+    mode=default
 else  # rehearsal: the same commands at sizes a 2-core CPU finishes in minutes
     batches=(16) train_hiera=(--quick) train_moirai=(--quick)
     run_steps=4 hiera_batch=2 moirai_batch=2 pytest_k="representation_on_cuda and spectrogram"
@@ -115,17 +120,26 @@ PY
 
 for p in "${parts[@]}"; do
     case $p in
+    prof)
+        part prof 30 $py benchmarks/profile_representations.py --device "$DEV" \
+            --out "$out/profile_representations.json" spectrogram bandpass temporal_matrix wpli ;;
+    eager)
+        part train-hiera-eager 45 $py benchmarks/training.py --compile none \
+            "${train_hiera[@]}" --out "$out/training_cuda_eager.json" \
+            --note "hiera_base MAE, bf16 autocast, eager (no torch.compile)" ;;
+    moirai)
+        part train-moirai 70 $py benchmarks/training.py --recipe diver1-EEG --compile $mode \
+            --profile "${train_moirai[@]}" --set backbone.pack=true \
+            --out "$out/training_cuda_diver1-EEG.json" \
+            --note "moirai_small multi-domain, 19 channels x 5 s at 500 Hz, 1 s patches, packed rows" ;;
     reps)
         part reps 70 $py benchmarks/representations.py --device "$DEV" --batches "${batches[@]}" \
             --repeats 5 --out "$out/representations_cuda.json" ;;
     train)
-        part train-hiera 110 $py benchmarks/training.py --compile $mode --profile \
+        part train-hiera ${TRAIN_S:-110} $py benchmarks/training.py --compile $mode --profile \
             "${train_hiera[@]}" --out "$out/training_cuda.json" \
             --note "hiera_base MAE, bf16 autocast, inductor default mode (max-autotune compiles too long for the device budget)"
-        part train-moirai 75 $py benchmarks/training.py --recipe diver1-EEG --compile $mode \
-            --profile "${train_moirai[@]}" --set backbone.pack=true \
-            --out "$out/training_cuda_diver1-EEG.json" \
-            --note "moirai_small multi-domain, 19 channels x 5 s at 500 Hz, 1 s patches, packed rows" ;;
+        ;;
     compiled)
         part compiled 70 $py benchmarks/representations.py --device "$DEV" --batches "${batches[@]}" \
             --repeats 3 --compile --out "$out/representations_cuda_compiled.json" ;;
@@ -133,21 +147,21 @@ for p in "${parts[@]}"; do
         rm -rf /tmp/efm-runs
         common=(train.steps=$run_steps train.log_every=10 train.ckpt_every=100
             optim.warmup_steps=20 eval.seeds=2 train.num_workers=4)
-        PART_LOG=/tmp/efm-check-tests.log part gpu-tests 140 $py -m pytest -q -p no:cacheprovider \
+        PART_LOG=/tmp/efm-check-tests.log part gpu-tests ${CHECK_S:-140} $py -m pytest -q -p no:cacheprovider \
             tests/gpu tests/plugins/test_moirai.py -k "$pytest_k" -rA \
             --junitxml="$out/gpu_tests.xml" &
-        PART_LOG=/tmp/efm-check-epi.log part run-epi250k 140 "${efm[@]}" run recipe=epi250k \
+        PART_LOG=/tmp/efm-check-epi.log part run-epi250k ${CHECK_S:-140} "${efm[@]}" run recipe=epi250k \
             representation=spectrogram backbone=hiera_base objective=mae \
-            train.batch_size=$hiera_batch train.compile=$mode \
+            train.batch_size=$hiera_batch train.compile=${RUN_COMPILE:-$mode} \
             train.run_dir=/tmp/efm-runs/epi250k "${common[@]}" &
-        PART_LOG=/tmp/efm-check-diver.log part run-diver1-iEEG 140 "${efm[@]}" run \
+        PART_LOG=/tmp/efm-check-diver.log part run-diver1-iEEG ${CHECK_S:-140} "${efm[@]}" run \
             recipe=diver1-iEEG backbone=moirai_tiny backbone.patch_len=50 backbone.embed_window=50 \
             'train.crops_s=[5.0]' train.batch_size=$moirai_batch \
             train.run_dir=/tmp/efm-runs/diver1-iEEG "${common[@]}" &
         wait
         cat /tmp/efm-check-*.log >>"$log"
         runs_json ;;
-    *) echo "unknown part $p (reps train compiled check)" >&2; exit 2 ;;
+    *) echo "unknown part $p (reps prof eager moirai train compiled check)" >&2; exit 2 ;;
     esac
 done
 echo "done: $(ls "$out")"

@@ -101,6 +101,10 @@ def model_flops(cfg: dict, batch: int, device: torch.device, shape: tuple[int, i
     from torch.utils.flop_counter import FlopCounterMode
 
     torch.manual_seed(0)
+    if cfg["representation"]["name"] == "patch":
+        # counted on the dense path, one sample per row (the flop counter cannot see inside
+        # FlexAttention): the same model FLOPs, attention within each sample only
+        cfg = {**cfg, "backbone": {**cfg["backbone"], "attention": "sdpa", "pack": False}}
     obj = build_objective(cfg).to(device)
     x = torch.randn(2, *shape, device=device) * 30
     counter = FlopCounterMode(display=False)
@@ -286,10 +290,14 @@ def main() -> None:
     if cuda:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
+    log = lambda msg: print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)  # noqa: E731
+    log(f"{args.recipe}: {backbone}, batch {batch}, compile {mode}: counting FLOPs")
     flops = model_flops(cfg, batch, device, shape)
+    log("timing training steps (the first compiles)")
     rate = train_rate(cfg, batch, args.steps, args.warmup, device, shape, args.profile)
     peak, peak_note = cpu_peak_tflops() if not cuda else gpu_peak_tflops()
     measured = measured_matmul_tflops() if cuda else None
+    log(f"step {rate['step_s'] * 1e3:.1f} ms (first {rate['first_step_s']:.1f} s); loader")
     if args.peak_tflops:
         peak, peak_note = args.peak_tflops, f"given: {args.peak_tflops} TFLOP/s"
     achieved = flops / rate["step_s"] / 1e12

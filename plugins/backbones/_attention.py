@@ -24,6 +24,7 @@ import torch.nn.functional as F
 log = logging.getLogger("efm.plugins.moirai")
 
 BACKENDS = ("sdpa", "flex", "auto")
+MIN_FLEX_HEAD_DIM = 16  # smallest head dim FlexAttention's fused CUDA kernels accept
 
 
 def apply_rope(
@@ -104,16 +105,23 @@ def segment_block_mask(seg_id: torch.Tensor) -> Any:
 def _flex(q, k, v, var_id, seg_id, table, scale, block_mask=None):
     from torch.nn.attention.flex_attention import flex_attention
 
-    table = table.to(q.dtype)
+    # Only table[1] - table[0] matters (a constant per query row and head leaves softmax
+    # unchanged, see dense_bias). One lookup of one tensor: FlexAttention's compiled backward
+    # rejects a trainable tensor indexed twice in score_mod (torch 2.11 on CUDA).
+    delta = (table[1] - table[0]).to(q.dtype)  # [H]
 
     def score_mod(score, b, h, q_idx, kv_idx):
         same = var_id[b, q_idx] == var_id[b, kv_idx]
-        return score + torch.where(same, table[1, h], table[0, h])
+        return score + torch.where(same, delta[h], 0.0)
 
     if block_mask is None:
         block_mask = segment_block_mask(seg_id)
+    e = q.shape[-1]
+    if e < MIN_FLEX_HEAD_DIM:  # the fused kernels need head dims >= 16: zero-pad (exact)
+        pad = (0, MIN_FLEX_HEAD_DIM - e)
+        q, k, v = F.pad(q, pad), F.pad(k, pad), F.pad(v, pad)
     fn = _compiled_flex() if q.is_cuda else flex_attention
-    return fn(
+    out = fn(
         q,
         k,
         v,
@@ -122,6 +130,7 @@ def _flex(q, k, v, var_id, seg_id, table, scale, block_mask=None):
         scale=scale,
         enable_gqa=k.shape[1] != q.shape[1],
     )
+    return out[..., :e]
 
 
 def variate_attention(
