@@ -19,7 +19,6 @@ from __future__ import annotations
 from typing import ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from efm_plugins.tokenizers._common import (
@@ -31,6 +30,7 @@ from efm_plugins.tokenizers._common import (
     minmax,
     resize,
     run_blocked,
+    stretch_width,
     write,
 )
 from efm_plugins.tokenizers.config import RepresentationError
@@ -135,14 +135,9 @@ class Spectrogram(nn.Module):
         lo = spec.index_select(-2, self.idx_lo)  # [b, C, F_out, n_frames]
         hi = spec.index_select(-2, self.idx_hi)
         img = minmax(torch.lerp(lo, hi, self.frac[:, None]))
-        b, c, f, n = img.shape
-        if f != self.size:
+        if img.shape[-2] != self.size:
             return write(out, resize(img, self.size))
-        # bilinear to (size, size) with the height unchanged is exactly linear along time
-        wide = F.interpolate(
-            img.view(b, c * f, n), size=self.size, mode="linear", align_corners=False
-        )
-        return write(out, wide.view(b, c, f, self.size))
+        return write(out, stretch_width(img, self.size))  # linear along time only
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_signal(x, "spectrogram", min_times=self.n_fft // 2 + 1)

@@ -319,3 +319,16 @@ def test_blocks_are_cache_sized_on_the_cpu_only_and_balanced(monkeypatch):
     out = common.run_blocked(fn, x, 20, (2, 3), torch.float32)
     assert seen == [15, 15, 15]  # 3 blocks of at most 20, not 20 + 20 + 5
     torch.testing.assert_close(out, x * 2, atol=0, rtol=0)
+
+
+def test_stretch_width_paths_are_the_same_numbers():
+    """The CUDA path (bilinear with the height kept) equals the CPU path (1-D linear)."""
+    import torch.nn.functional as F
+
+    from efm_plugins.tokenizers._common import stretch_width
+
+    img = torch.rand(3, 2, 17, 59, generator=torch.Generator().manual_seed(0))
+    cpu = stretch_width(img, 224)
+    assert cpu.shape == (3, 2, 17, 224)
+    cuda_path = F.interpolate(img, size=(17, 224), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(cpu, cuda_path, atol=0, rtol=0)
