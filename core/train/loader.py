@@ -45,9 +45,14 @@ def read_manifest(shards: str | Path) -> dict[str, Any]:
         raise EfmError(
             f"{root} has no manifest.json: is it a shard directory written by `efm prepare`?"
         )
-    manifest = json.loads(path.read_text(encoding="utf-8"))
-    entries = manifest.get("shards") or []
-    urls = [str(root / e["path"]) for e in entries if int(e.get("n_epochs", 1)) > 0]
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        entries = manifest.get("shards") or []
+        urls = [str(root / e["path"]) for e in entries if int(e.get("n_epochs", 1)) > 0]
+    except (ValueError, UnicodeDecodeError, AttributeError, TypeError, KeyError) as exc:
+        raise EfmError(
+            f"{path} is damaged ({type(exc).__name__}: {exc}); prepare the shards again"
+        ) from None
     if not urls:
         raise EfmError(f"{path} lists no non-empty shards")
     missing = [u for u in urls if not Path(u).is_file()]

@@ -110,6 +110,9 @@ def test_errors(tmp_path, shards):
     )
     with pytest.raises(EfmError, match="missing"):
         read_manifest(tmp_path)
+    (tmp_path / "manifest.json").write_text('{"shards": [{"path": "x.tar", "n_ep')  # torn
+    with pytest.raises(EfmError, match=r"manifest.json is damaged \(JSONDecodeError"):
+        read_manifest(tmp_path)
 
 
 def test_iter_epochs_in_order(shards):
