@@ -322,14 +322,14 @@ class Hiera(nn.Module):
         self.mask_unit_size = tup["mask_unit_size"]
         stages = tuple(int(s) for s in stages)
         _validate(self.input_size, stages, q_pool, mask_unit_attn, self.sep_pos_embed, tup)
-        # what decides the function the weights compute (saved with efm checkpoints, checked on load)
+        # what decides the function the weights compute (saved with efm checkpoints, checked on
+        # load); not the head (visible in the keys: a classifier may start from an encoder)
         self._architecture: dict[str, Any] = {
             "embed_dim": int(embed_dim),
             "num_heads": int(num_heads),
             "stages": list(stages),
             "input_size": list(self.input_size),
             "in_chans": self.in_chans,
-            "num_classes": int(num_classes),
             "q_pool": int(q_pool),
             **{k: list(v) for k, v in tup.items()},
             "mask_unit_attn": [bool(a) for a in mask_unit_attn],

@@ -394,3 +394,14 @@ def test_blocks_are_cache_sized_on_the_cpu_only_and_balanced(monkeypatch):
     out = common.run_blocked(fn, x, 20, (2, 3), torch.float32)
     assert seen == [15, 15, 15]  # 3 blocks of at most 20, not 20 + 20 + 5
     torch.testing.assert_close(out, x * 2, atol=0, rtol=0)
+
+
+def test_spectrogram_keeps_the_upper_edge_bin():
+    """fmax / (sfreq / n_fft) = 100 / (200 / 7500) is 3749.9999999999995 in float64: int() kept
+    bins up to 3749 and dropped the 100 Hz bin; the integer bin index keeps it."""
+    m = _create("spectrogram", sfreq=200.0, n_fft=7500, hop_length=3750, fmax=100.0, output="raw")
+    assert (m.bin_min, m.bin_max, m.n_bins) == (38, 3750, 3713)  # 1.0133 .. 100 Hz
+    flash = _create(
+        "spectrogram", sfreq=200.0, n_fft=7500, hop_length=3750, fmax=100.0, flash_compat=True
+    )
+    assert flash.bin_max == 3749  # flash-eeg's rounding, reproduced in flash_compat mode
