@@ -45,6 +45,45 @@ def ids(rel: str, regex: str) -> tuple[str, str]:
     return re.sub(r"[^A-Za-z0-9_-]+", "-", patient or recording), recording
 
 
+EXPORT_FORMATS = (".edf", ".rec")  # what other formats are usually exported to
+
+
+def same_recording(
+    files: list[tuple[Path, str]], regex: str
+) -> tuple[list[tuple[Path, str]], dict[str, dict[str, str]]]:
+    """Files that map to one recording id (:func:`ids`), e.g. a Nihon Kohden ``x.EEG`` and its
+    ``x.EDF`` export, or ``a b.edf`` and ``a-b.edf``: keep one, return ``(kept, dropped)``.
+
+    Rule: a file in another format wins over an EDF (``.edf``/``.rec``, the usual export, which
+    also loses resolution for 24-bit sources); among equals the first in sorted path order wins.
+    ``dropped`` maps each dropped file to ``{"kept": its twin, "recording_id", "reason"}``.
+    """
+    groups: dict[str, list[tuple[Path, str]]] = {}
+    for p, rel in files:
+        groups.setdefault(ids(rel, regex)[1], []).append((p, rel))
+    dropped: dict[str, dict[str, str]] = {}
+    for rec_id, group in groups.items():
+        if len(group) < 2:
+            continue
+        ranked = sorted(group, key=lambda t: (Path(t[1]).suffix.lower() in EXPORT_FORMATS, t[1]))
+        keep = ranked[0][1]
+        for _, rel in ranked[1:]:
+            why = (
+                "an EDF export loses to the original format"
+                if Path(rel).suffix.lower() in EXPORT_FORMATS
+                and Path(keep).suffix.lower() not in EXPORT_FORMATS
+                else "the first in sorted path order is kept"
+            )
+            dropped[rel] = {
+                "kept": keep,
+                "recording_id": rec_id,
+                "reason": f"same recording id {rec_id!r} as {keep}, which is prepared instead "
+                f"({why})",
+            }
+    kept = [(p, rel) for p, rel in files if rel not in dropped]
+    return kept, dropped
+
+
 RESERVED_TASKS = ("events", "annotations")  # meta keys that are not label tasks
 
 
@@ -80,9 +119,11 @@ def file_labels(rel: str, spec: dict[str, dict[str, int]] | None) -> dict[str, i
 
 
 def failure_kind(exc: BaseException) -> str:
-    """A short reason class for the summary: truncated, zero-length, corrupt, layout, too-short ..."""
+    """A short reason class for the summary: truncated, zero-length, corrupt, layout, too-short,
+    no-signal (a file without signal channels, e.g. an annotation-only EDF+ hypnogram) ..."""
     msg = str(exc).lower()
     for kind, words in (
+        ("no-signal", ("no signal channels",)),
         ("too-short", ("too short",)),
         ("layout", ("channel layout",)),
         ("zero-length", ("zero-length", "no data records", "no samples")),

@@ -7,7 +7,9 @@
 override works too. Without ``data.root`` the embedded demo corpus is generated and prepared. The
 file list (every file under ``data.root`` matching ``data.glob`` whose extension a registered
 reader claims, sorted) is partitioned deterministically: file ``k`` belongs to shard index
-``k % num_shards``, so a SLURM array can run one partition per task into the same ``out``.
+``k % num_shards``, so a SLURM array can run one partition per task into the same ``out``. Of
+several files with one recording id (a Nihon Kohden ``x.EEG`` and its ``x.EDF`` export) one is
+kept and the others are reported (:func:`efm.data.pipeline.same_recording` states the rule).
 Exit status: 0 when every file was prepared, 1 when some failed (see the failure log), 2 on usage
 or config errors.
 """
@@ -117,6 +119,9 @@ def prepare(
     for task, rules in (data.get("file_labels") or {}).items():
         if not any(pipeline.file_labels(rel, {task: rules}) for _, rel in files):
             log.warning("data.file_labels.%s matches none of the %d files", task, len(files))
+    files, same = pipeline.same_recording(files, data["patient_regex"])
+    for rel, twin in same.items():
+        log.warning("skipped %s: %s", rel, twin["reason"])
     check_config(out, cfg)
     mine = [(k, p, rel) for k, (p, rel) in enumerate(files) if k % num_shards == shard_index]
     resume_path, fail_path = shards.log_paths(out, shard_index, num_shards)
@@ -149,6 +154,7 @@ def prepare(
         "sfreq": cfg["pipeline"]["sfreq"],
         "epoch_s": cfg["pipeline"]["epoch_s"],
         "root": str(root),
+        "same_recording": {rel: twin["kept"] for rel, twin in same.items()},
     }
     manifest = shards.write_manifest(out, info, [rel for _, rel in files])
     summary.update(
@@ -157,6 +163,7 @@ def prepare(
         n_files=len(mine),
         manifest_complete=manifest["complete"],
         failure_log=str(fail_path),
+        same_recording=same,
     )
     return summary
 
@@ -262,6 +269,8 @@ def format_summary(s: dict[str, Any]) -> str:
         f"{s['hours']:.2f} h of recordings -> {s['epochs']} epochs in {s['shards']} shards "
         f"under {s['out']}",
     ]
+    for rel, twin in sorted((s.get("same_recording") or {}).items()):
+        lines.append(f"skipped {rel}: {twin['reason']}")
     if s["failed"]:
         lines.append(f"failure reasons: {s['failure_log']}")
     return "\n".join(lines) + "\n"

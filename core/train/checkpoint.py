@@ -5,12 +5,19 @@ representation buffers); ``state.pt`` holds the step, both optimizers and their 
 states (python, numpy, torch CPU and CUDA) and the data position (batches consumed), and is read back
 with ``torch.load(weights_only=True)``. A checkpoint is written under a temporary name and renamed
 when complete; ``RUN/checkpoints/latest`` names the newest.
+
+The safetensors metadata key ``efm.architecture`` records, per submodule that has an
+``architecture()`` method (e.g. a Hiera backbone), the options that decide what its weights compute
+but change no parameter shape (``q_pool`` ...); loading into a model built otherwise is refused.
+A damaged or foreign file is one :class:`~efm.errors.EfmError` naming it and the reason.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import pickle
 import random
 import shutil
 from pathlib import Path
@@ -18,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_model, save_model
 from torch import nn
 
@@ -76,7 +84,7 @@ def save(
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
-    save_model(model, str(tmp / "model.safetensors"))
+    save_model(model, str(tmp / "model.safetensors"), metadata=_metadata(model))
     torch.save(
         {
             "step": step,
@@ -111,12 +119,71 @@ def latest(run_dir: Path) -> Path | None:
     return found[-1] if found else None
 
 
+ARCHITECTURE_KEY = "efm.architecture"
+
+
+def architectures(model: nn.Module) -> dict[str, dict[str, Any]]:
+    """``{submodule name: its architecture()}`` for every submodule that declares one."""
+    found = {}
+    for name, module in model.named_modules():
+        describe = getattr(module, "architecture", None)
+        if callable(describe):
+            found[name or "."] = describe()
+    return found
+
+
+def _metadata(model: nn.Module) -> dict[str, str]:
+    arch = architectures(model)
+    return {ARCHITECTURE_KEY: json.dumps(arch, sort_keys=True)} if arch else {}
+
+
+def check_architecture(file: Path, model: nn.Module) -> None:
+    """Refuse weights saved by a model whose recorded architecture differs from ``model``'s."""
+    try:
+        with safe_open(str(file), "pt") as f:
+            meta = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise EfmError(
+            f"weights {file}: not a readable safetensors file ({_reason(exc)})"
+        ) from None
+    if ARCHITECTURE_KEY not in meta:
+        return  # saved before efm recorded architectures, or by another tool: shapes only
+    try:
+        saved = json.loads(meta[ARCHITECTURE_KEY])
+    except json.JSONDecodeError:
+        raise EfmError(f"weights {file}: its {ARCHITECTURE_KEY} metadata is not JSON") from None
+    ours = architectures(model)
+    problems = []
+    for name in sorted(set(saved) & set(ours)):
+        for key in sorted(set(saved[name]) | set(ours[name])):
+            a, b = saved[name].get(key), ours[name].get(key)
+            if a != b:
+                where = key if name == "." else f"{name}.{key}"
+                problems.append(f"{where}={json.dumps(a)} (this model: {json.dumps(b)})")
+    if problems:
+        raise EfmError(
+            f"weights {file} were saved by another architecture: {', '.join(problems)}; "
+            f"build the model with the saved values (e.g. the recipe's backbone.KEY=VALUE)"
+        )
+
+
 def load_weights(path: Path, model: nn.Module, strict: bool = True) -> None:
     """Load ``model.safetensors`` of checkpoint ``path`` into ``model``."""
     file = Path(path) / "model.safetensors" if Path(path).is_dir() else Path(path)
     if not file.is_file():
         raise EfmError(f"no weights at {file}")
-    missing, unexpected = load_model(model, str(file), strict=False)
+    check_architecture(file, model)
+    try:
+        missing, unexpected = load_model(model, str(file), strict=False)
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise EfmError(
+            f"weights {file}: not a readable safetensors file ({_reason(exc)})"
+        ) from None
+    except RuntimeError as exc:  # shape mismatches
+        raise EfmError(
+            f"weights {file} do not fit the model ({_reason(exc)}); was it trained with another "
+            f"recipe?"
+        ) from None
     if strict and (missing or unexpected):
         raise EfmError(
             f"checkpoint {file} does not match the model: missing {sorted(missing)[:5]}, "
@@ -124,9 +191,70 @@ def load_weights(path: Path, model: nn.Module, strict: bool = True) -> None:
         )
 
 
+STATE_KEYS = ("step", "optimizers", "rng", "data_position")
+
+
+def load_state(path: Path) -> dict[str, Any]:
+    """Read ``state.pt`` of checkpoint ``path`` with safe (``weights_only``) loading.
+
+    A damaged, truncated or foreign file is an :class:`EfmError` naming the file; the message
+    never suggests turning safe loading off (a tampered checkpoint can run code when unpickled).
+    """
+    file = Path(path) / "state.pt"
+    fix = "delete that checkpoint folder to resume from an earlier one, or start a new run"
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise EfmError(f"checkpoint state {file} is missing; {fix}") from None
+    except pickle.UnpicklingError as exc:
+        detail = _unpickler_detail(exc)
+        if detail.startswith("Unsupported global"):  # a class safe loading refuses to build
+            raise EfmError(
+                f"checkpoint state {file} holds objects that safe loading refuses "
+                f"({detail.split(':', 1)[-1].strip()[:120]}): it was not written by efm or has "
+                f"been modified; {fix}"
+            ) from None
+        raise EfmError(
+            f"checkpoint state {file} is not a readable torch file ({detail}); {fix}"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError, AttributeError, ImportError) as exc:
+        raise EfmError(
+            f"checkpoint state {file} is not a readable torch file ({_reason(exc)}); {fix}"
+        ) from None
+    if not isinstance(state, dict) or any(k not in state for k in STATE_KEYS):
+        have = sorted(state) if isinstance(state, dict) else type(state).__name__
+        raise EfmError(
+            f"checkpoint state {file} is not an efm training state (needs {list(STATE_KEYS)}, "
+            f"has {have}); {fix}"
+        )
+    return state
+
+
 def load(path: Path, model: nn.Module, optimizers: Any) -> dict[str, Any]:
     """Restore weights and optimizer/schedule state; return the state (step, rng, data position)."""
+    state = load_state(path)
     load_weights(path, model)
-    state = torch.load(Path(path) / "state.pt", map_location="cpu", weights_only=True)
-    optimizers.load_state_dict(state["optimizers"])
+    try:
+        optimizers.load_state_dict(state["optimizers"])
+    except (ValueError, KeyError, RuntimeError, TypeError) as exc:
+        raise EfmError(
+            f"checkpoint state {Path(path) / 'state.pt'}: its optimizer state does not match this "
+            f"run's ({_reason(exc)}); was it trained with another recipe?"
+        ) from None
     return state
+
+
+def _unpickler_detail(exc: BaseException) -> str:
+    """The reason inside torch's safe-loading error (its surrounding text advises unsafe loading)."""
+    text = str(exc)
+    _, found, rest = text.partition("WeightsUnpickler error:")
+    lines = [x.strip() for x in rest.splitlines() if x.strip()] if found else []
+    return lines[0][:200] if lines else _reason(exc)
+
+
+def _reason(exc: BaseException) -> str:
+    """The first line of an exception's message, never advice to disable safe loading."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if "weights_only" in text:
+        return "it holds objects that safe loading refuses"
+    return text[:200]

@@ -45,9 +45,14 @@ def read_manifest(shards: str | Path) -> dict[str, Any]:
         raise EfmError(
             f"{root} has no manifest.json: is it a shard directory written by `efm prepare`?"
         )
-    manifest = json.loads(path.read_text(encoding="utf-8"))
-    entries = manifest.get("shards") or []
-    urls = [str(root / e["path"]) for e in entries if int(e.get("n_epochs", 1)) > 0]
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        entries = manifest.get("shards") or []
+        urls = [str(root / e["path"]) for e in entries if int(e.get("n_epochs", 1)) > 0]
+    except (ValueError, UnicodeDecodeError, AttributeError, TypeError, KeyError) as exc:
+        raise EfmError(
+            f"{path} is damaged ({type(exc).__name__}: {exc}); prepare the shards again"
+        ) from None
     if not urls:
         raise EfmError(f"{path} lists no non-empty shards")
     missing = [u for u in urls if not Path(u).is_file()]
@@ -55,6 +60,13 @@ def read_manifest(shards: str | Path) -> dict[str, Any]:
         raise EfmError(f"{len(missing)} shard(s) listed in {path} are missing, e.g. {missing[0]}")
     manifest["urls"] = urls
     return manifest
+
+
+class BadSample(EfmError):
+    """A shard sample that cannot be decoded (damaged, or not written by ``efm prepare``)."""
+
+
+MAX_BAD_IN_A_ROW = 1000  # consecutive undecodable samples before the loader gives up
 
 
 @functools.lru_cache(maxsize=64)
@@ -65,23 +77,84 @@ def _npy_header(header: bytes) -> tuple[np.dtype, tuple[int, ...], bool]:
 
 
 def load_npy(buf: bytes) -> np.ndarray:
-    """A ``.npy`` payload as an array view of ``buf`` (no copy; headers are cached, not re-parsed)."""
+    """A ``.npy`` payload as an array view of ``buf`` (no copy; headers are cached, not re-parsed).
+
+    Only plain numeric arrays are accepted (efm writes float16 or float32 ``[C, T]``): an object
+    array (pickled Python objects) or a damaged header is a :class:`BadSample`.
+    """
     if buf[:6] != b"\x93NUMPY":
-        raise EfmError("signal.npy is not a NumPy .npy payload")
+        raise BadSample("signal.npy is not a NumPy .npy payload")
     major = buf[6]
     size_bytes = 2 if major == 1 else 4
     n = int.from_bytes(buf[8 : 8 + size_bytes], "little")
     start = 8 + size_bytes
-    dtype, shape, fortran = _npy_header(bytes(buf[start : start + n]))
-    arr = np.frombuffer(buf, dtype=dtype, count=int(np.prod(shape)), offset=start + n)
+    try:
+        dtype, shape, fortran = _npy_header(bytes(buf[start : start + n]))
+    except (ValueError, SyntaxError, TypeError, KeyError, UnicodeDecodeError, MemoryError):
+        raise BadSample("signal.npy has a damaged header") from None
+    if dtype.kind not in "fiu":
+        raise BadSample(f"signal.npy holds {dtype} values, not numbers (efm writes float16/32)")
+    if len(shape) != 2:
+        raise BadSample(f"signal.npy has shape {shape}, expected [channels, samples]")
+    count = int(np.prod(shape))
+    if len(buf) - start - n < count * dtype.itemsize:
+        raise BadSample(f"signal.npy is truncated (shape {shape}, {len(buf)} bytes)")
+    arr = np.frombuffer(buf, dtype=dtype, count=count, offset=start + n)
     return arr.reshape(shape, order="F" if fortran else "C")
 
 
 def decode_sample(sample: dict[str, Any]) -> dict[str, Any]:
-    """A raw WebDataset sample (bytes) -> ``{"signal": ndarray [C, T] as stored, "meta": dict}``."""
-    meta = json.loads(sample["meta.json"])
-    meta.setdefault("key", sample.get("__key__"))
-    return {"signal": load_npy(sample["signal.npy"]), "meta": meta}
+    """A raw WebDataset sample (bytes) -> ``{"signal": ndarray [C, T] as stored, "meta": dict}``.
+
+    Raises :class:`BadSample` naming the shard and the sample when it cannot be decoded.
+    """
+    where = f"sample {sample.get('__key__')!r} of {sample.get('__url__', 'a shard')}"
+    try:
+        meta = json.loads(sample["meta.json"])
+        if not isinstance(meta, dict):
+            raise BadSample("meta.json is not a JSON object")
+        meta.setdefault("key", sample.get("__key__"))
+        return {"signal": load_npy(sample["signal.npy"]), "meta": meta}
+    except BadSample as exc:
+        raise BadSample(f"{where}: {exc}") from None
+    except KeyError as exc:
+        raise BadSample(f"{where}: no {exc.args[0]} in it") from None
+    except (ValueError, UnicodeDecodeError) as exc:  # json.JSONDecodeError is a ValueError
+        raise BadSample(f"{where}: meta.json is not valid JSON ({exc})") from None
+
+
+class _Skipper:
+    """Decode samples, logging and skipping the bad ones; give up after many in a row."""
+
+    def __init__(self) -> None:
+        self.skipped = 0
+        self.in_a_row = 0
+
+    def decode(self, samples: Iterator[dict[str, Any]], n: int) -> list[dict[str, Any]]:
+        """Up to ``n`` decoded samples from ``samples`` (fewer only when it ends)."""
+        out: list[dict[str, Any]] = []
+        for raw in samples:
+            try:
+                out.append(decode_sample(raw))
+                self.in_a_row = 0
+            except BadSample as exc:
+                self.skipped += 1
+                self.in_a_row += 1
+                log.warning("skipped %s", exc)
+                if self.in_a_row >= MAX_BAD_IN_A_ROW:
+                    raise EfmError(
+                        f"{self.in_a_row} shard samples in a row could not be decoded (last: "
+                        f"{exc}); the shards are damaged: delete them and run `efm prepare` again"
+                    ) from None
+            if len(out) == n:
+                break
+        return out
+
+
+def _skip_tar_error(exn: Exception) -> bool:
+    """webdataset handler: log an unreadable shard or tar member and go on."""
+    log.warning("skipped part of a shard: %s", exn)
+    return True
 
 
 def collate(samples: list[dict[str, Any]], dtype: Any = np.float32) -> dict[str, Any]:
@@ -207,7 +280,9 @@ class ShardStream(torch.utils.data.IterableDataset):
             raise RuntimeError(
                 f"ShardStream made for {self.num_workers} workers runs in {n_workers}"
             )
-        samples: Iterator[dict[str, Any]] = wds.tarfile_to_samples()(self._shards(worker))
+        samples: Iterator[dict[str, Any]] = wds.tarfile_to_samples(handler=_skip_tar_error)(
+            self._shards(worker)
+        )
         if self.shuffle_buffer > 1:
             rng = random.Random(f"shuffle-{self.seed}-{self.rank}-{worker}")
             samples = wds.shuffle(self.shuffle_buffer, initial=self.shuffle_buffer, rng=rng)(
@@ -217,8 +292,9 @@ class ShardStream(torch.utils.data.IterableDataset):
         done = max(0, (self.start_batch - worker + n_workers - 1) // n_workers)
         samples = islice(samples, done * self.batch_size, None)  # raw bytes: nothing is decoded
         index = done
+        skipper = _Skipper()
         while True:
-            chunk = [decode_sample(s) for s in islice(samples, self.batch_size)]
+            chunk = skipper.decode(samples, self.batch_size)
             if len(chunk) < self.batch_size:
                 return
             batch = collate(chunk, self.dtype)
@@ -287,11 +363,14 @@ def iter_epochs(
 ) -> Iterator[dict[str, Any]]:
     """One ordered pass over every epoch of a shard directory (for embeddings and probes)."""
     urls = read_manifest(shards)["urls"]
-    samples = wds.tarfile_to_samples()(iter([{"url": u} for u in urls]))
+    samples = wds.tarfile_to_samples(handler=_skip_tar_error)(iter([{"url": u} for u in urls]))
     if max_epochs > 0:
         samples = islice(samples, max_epochs)
+    skipper = _Skipper()
     while True:
-        chunk = [decode_sample(s) for s in islice(samples, batch_size)]
+        chunk = skipper.decode(samples, batch_size)
         if not chunk:
+            if skipper.skipped:
+                log.warning("%d damaged shard sample(s) skipped", skipper.skipped)
             return
         yield collate(chunk)

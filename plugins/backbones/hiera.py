@@ -322,6 +322,22 @@ class Hiera(nn.Module):
         self.mask_unit_size = tup["mask_unit_size"]
         stages = tuple(int(s) for s in stages)
         _validate(self.input_size, stages, q_pool, mask_unit_attn, self.sep_pos_embed, tup)
+        # what decides the function the weights compute (saved with efm checkpoints, checked on
+        # load); not the head (visible in the keys: a classifier may start from an encoder)
+        self._architecture: dict[str, Any] = {
+            "embed_dim": int(embed_dim),
+            "num_heads": int(num_heads),
+            "stages": list(stages),
+            "input_size": list(self.input_size),
+            "in_chans": self.in_chans,
+            "q_pool": int(q_pool),
+            **{k: list(v) for k, v in tup.items()},
+            "mask_unit_attn": [bool(a) for a in mask_unit_attn],
+            "dim_mul": float(dim_mul),
+            "head_mul": float(head_mul),
+            "mlp_ratio": float(mlp_ratio),
+            "sep_pos_embed": self.sep_pos_embed,
+        }
 
         self.tokens_spatial_shape = [i // s for i, s in zip(self.input_size, tup["patch_stride"])]
         self.mask_spatial_shape = [
@@ -434,7 +450,19 @@ class Hiera(nn.Module):
                 self.head.projection.weight.mul_(1e-3)
                 self.head.projection.bias.mul_(1e-3)
 
-    def load_reference_state_dict(self, state_dict: dict[str, Any], strict: bool = True) -> Any:
+    def architecture(self) -> dict[str, Any]:
+        """The options that decide what the weights compute (JSON-able).
+
+        efm stores them in the metadata of the checkpoints it saves and refuses to load weights
+        into a model whose architecture differs (:func:`efm.train.checkpoint.load_weights`): several
+        of them (``q_pool``, ``q_stride``, ``mask_unit_size``, ``mask_unit_attn``, ``num_heads``,
+        ``patch_stride``) change no parameter shape, so a plain ``load_state_dict`` cannot tell.
+        """
+        return dict(self._architecture)
+
+    def load_reference_state_dict(
+        self, state_dict: dict[str, Any], strict: bool = True, *, q_pool: int | None = None
+    ) -> Any:
         """Load weights saved by the upstream implementation.
 
         Parameters
@@ -445,9 +473,51 @@ class Hiera(nn.Module):
             with :func:`efm_plugins.objectives.mae.load_reference_mae`).
         strict : bool
             Raise :class:`efm.errors.ConfigError` on missing or unexpected keys.
+        q_pool : int, optional
+            The ``q_pool`` the weights were made for. None infers it from the checkpoint's kind,
+            as upstream builds them: a classifier (``head.projection`` present: ``hiera_*_224``,
+            the ``*_ft_*`` checkpoints) uses ``q_pool=3``, an MAE checkpoint (decoder keys, no
+            head: ``mae_hiera_*``) ``q_pool=2``. A checkpoint with neither must say. A model built
+            with another ``q_pool`` is refused: ``q_pool`` has no parameters, so the weights would
+            load and compute something else (the reference ``hiera_base_224`` under ``q_pool=2``
+            ends on a 14 x 14 grid instead of 7 x 7, logits off by about 13%). Pass the model's
+            own value to deliberately reuse weights under another pooling (upstream fine-tunes its
+            ``q_pool=2`` MAE encoders as ``q_pool=3`` classifiers).
+
+        Notes
+        -----
+        Detected from the state dict's keys and shapes (a mismatch fails to load): the stage
+        depths and widths, ``embed_dim``, ``mlp_ratio``, ``in_chans``, ``patch_kernel``, the number
+        of patch tokens (``input_size / patch_stride``), separable position embeddings and the head
+        size. Not detectable (no parameter depends on them): ``q_pool``, ``q_stride``,
+        ``mask_unit_size``, ``mask_unit_attn``, ``num_heads`` / ``head_mul``, ``patch_stride`` and
+        ``patch_padding`` beyond the token count, and ``input_size``'s aspect at a given token count;
+        they must match the reference model's (upstream's defaults are efm's 2D defaults).
         """
         sd = state_dict.get("model_state", state_dict)
         is_mae = any(k.startswith(_MAE_ONLY) for k in sd)
+        has_head = any(k.startswith("head.") for k in sd)
+        if q_pool is None:
+            if not (has_head or is_mae):
+                raise ConfigError(
+                    [
+                        "hiera: cannot tell which q_pool these reference weights were made for "
+                        "(no classification head, no MAE decoder); pass q_pool= (upstream: 3 for "
+                        "hiera_*_224 classifiers, 2 for mae_hiera_* models)"
+                    ]
+                )
+            q_pool = 3 if has_head else 2
+            kind = "a reference classifier" if has_head else "a reference MAE model"
+        else:
+            kind = "the caller"
+        if q_pool != self.q_pool:
+            raise ConfigError(
+                [
+                    f"hiera: these reference weights were made for q_pool={q_pool} ({kind}), this "
+                    f"model has q_pool={self.q_pool}: they would load and compute something else; "
+                    f"build it with backbone.q_pool={q_pool}"
+                ]
+            )
         sd = {k: v for k, v in sd.items() if not k.startswith(_MAE_ONLY)}
         if self.num_classes == 0:
             sd = {k: v for k, v in sd.items() if not k.startswith("head.")}

@@ -293,12 +293,24 @@ def build(backbone: Any, representation: Any, **cfg: Any) -> MAE:
     return MAE(backbone, representation, **cfg)
 
 
-def load_reference_mae(mae: MAE, state_dict: dict[str, Any], strict: bool = True) -> Any:
+def load_reference_mae(
+    mae: MAE, state_dict: dict[str, Any], strict: bool = True, *, q_pool: int = 2
+) -> Any:
     """Load an upstream ``MaskedAutoencoderHiera`` checkpoint (its ``model_state``) into ``mae``.
 
     Encoder weights go to ``mae.backbone``; fusion heads, decoder and mask token to ``mae``. The
-    backbone's final ``norm`` (absent from MAE checkpoints) keeps its values.
+    backbone's final ``norm`` (absent from MAE checkpoints) keeps its values. Upstream builds its
+    MAE models with ``q_pool=2`` (``q_pool``: what the weights were made for); a backbone with
+    another ``q_pool`` is refused (no parameter depends on it, so the weights would load silently).
     """
+    own = getattr(mae.backbone, "q_pool", q_pool)
+    if own != q_pool:
+        raise ConfigError(
+            [
+                f"mae: these reference MAE weights were made for q_pool={q_pool}, the backbone "
+                f"has q_pool={own}; build it with backbone.q_pool={q_pool}"
+            ]
+        )
     sd = state_dict.get("model_state", state_dict)
     mapped = {(k if k.startswith(_OWN) else f"backbone.{k}"): v for k, v in sd.items()}
     result = mae.load_state_dict(mapped, strict=False)

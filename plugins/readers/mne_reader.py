@@ -3,10 +3,12 @@
 Implements the thin MNE reader of EPI-250k's pipeline (stage 2): Gramfort et al. (2013), "MEG and EEG
 data analysis with MNE-Python", Front. Neurosci. 7:267; upstream https://github.com/mne-tools/mne-python.
 Values are MNE's own (``raw.get_data()``, volts) cast to float32; annotations keep their onset
-relative to the first sample, their duration, text and (where MNE has one) annotator; channel types
-``seeg``/``ecog``/``dbs`` mark an iEEG recording. Every failure becomes one-line
-:class:`efm.errors.ReaderError` with the reason; EDF/BDF files are checked for truncation against
-their header first, because MNE pads a truncated EDF silently.
+relative to the first sample, their duration, text and (where MNE has one) annotator. Channel types
+are MNE's (read from the file where the format stores them, else ``eeg``); ``seeg``/``ecog``/``dbs``
+mark an iEEG recording, and ``ch_type="seeg"|"ecog"`` retypes MNE's ``eeg`` channels of intracranial
+recordings in formats that cannot say so (EDF, Persyst ``.lay``, Nihon Kohden). Every failure
+becomes one-line :class:`efm.errors.ReaderError` with the reason; EDF/BDF files are checked for
+truncation against their header first, because MNE pads a truncated EDF silently.
 
 MNE is imported inside :meth:`MneReader.read`, so importing this module stays cheap.
 """
@@ -22,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from efm.errors import ReaderError
+from efm.errors import ConfigError, ReaderError
 from efm.interfaces import Annotation, Recording
 
 log = logging.getLogger("efm.readers.mne")
@@ -52,6 +54,12 @@ EXTENSIONS = (
     ".mefd",
 )
 IEEG_TYPES = {"seeg", "ecog", "dbs"}
+CH_TYPES = (None, "eeg", "seeg", "ecog")  # values of the ch_type option
+ANNOTATION_LABELS = ("EDF Annotations", "BDF Annotations")
+ANNOTATIONS_ONLY = (
+    "no signal channels: an annotation-only EDF+ (its one signal is 'EDF Annotations', e.g. a "
+    "Sleep-EDF hypnogram); its events describe another recording and are not read on their own"
+)
 # MNE channel type -> efm channel type (anything else becomes "misc")
 TYPE_MAP = {
     "eeg": "eeg",
@@ -72,9 +80,15 @@ class MneReaderConfig:
     ----------
     check_size : bool
         Refuse EDF/BDF files shorter than their header says (MNE would pad them).
+    ch_type : str | None
+        ``"seeg"`` or ``"ecog"``: the channels MNE types ``eeg`` are intracranial (formats such as
+        EDF, Persyst ``.lay`` or Nihon Kohden store no type, and MNE calls every such channel
+        ``eeg``); the recording's modality becomes ``ieeg``. ``"eeg"`` or None (the default) keeps
+        MNE's types. Channels MNE types otherwise (``eog``, ``ecg``, ``seeg`` ...) keep their type.
     """
 
     check_size: bool = True
+    ch_type: str | None = None
 
 
 def suffix(path: str | Path) -> str:
@@ -106,6 +120,9 @@ def _edf_check(path: Path, size: int) -> None:
         ext = fh.read(256 * n_signals)
         if len(ext) < 256 * n_signals:
             raise ReaderError(f"{path}: truncated header ({size} bytes, header needs {n_header})")
+    labels = [ext[16 * i : 16 * i + 16].decode("latin-1").strip() for i in range(n_signals)]
+    if all(lab in ANNOTATION_LABELS for lab in labels):
+        raise ReaderError(f"{path}: {ANNOTATIONS_ONLY}")
     off = 216 * n_signals  # samples-per-record field, 8 bytes per signal
     try:
         per_record = sum(
@@ -179,8 +196,12 @@ class MneReader:
     name = "mne"
     extensions = EXTENSIONS
 
-    def __init__(self, check_size: bool = True) -> None:
-        self.check_size = check_size
+    def __init__(self, check_size: bool = True, ch_type: str | None = None) -> None:
+        if ch_type not in CH_TYPES:
+            raise ConfigError(
+                [f"reader mne: ch_type={ch_type!r}; options: {', '.join(map(str, CH_TYPES))}"]
+            )
+        self.check_size, self.ch_type = check_size, ch_type
 
     def read(self, path: str | Path) -> Recording:
         """Read the whole file into a :class:`~efm.interfaces.Recording` (volts, float32)."""
@@ -209,12 +230,19 @@ class MneReader:
                 raise
             except Exception as exc:  # MNE raises many types for corrupt files
                 msg = " ".join(str(exc).split()) or type(exc).__name__
+                if "No appropriate channels found" in msg:  # nothing MNE can read as a signal
+                    raise ReaderError(
+                        f"{path}: no signal channels: the file holds no channel MNE reads as "
+                        f"data (only annotations or status channels?)"
+                    ) from exc
                 raise ReaderError(f"{path}: cannot be read as {ext} by MNE ({msg[:300]})") from exc
         if data.size == 0 or data.shape[1] == 0:
             raise ReaderError(f"{path}: no samples (zero-length recording)")
         if not np.isfinite(data).all():
             raise ReaderError(f"{path}: non-finite samples in the data (corrupt file)")
         mne_types = raw.get_channel_types()
+        if self.ch_type not in (None, "eeg"):  # the recipe says what MNE cannot know
+            mne_types = [self.ch_type if t == "eeg" else t for t in mne_types]
         ch_types = [TYPE_MAP.get(t, "misc") for t in mne_types]
         meas = raw.info["meas_date"]
         return Recording(
@@ -230,7 +258,7 @@ class MneReader:
             extra={
                 "reader": "mne",
                 "format": ext,
-                "mne_ch_types": list(mne_types),
+                "mne_ch_types": list(raw.get_channel_types()),
                 "line_freq": raw.info.get("line_freq"),
                 "warnings": sorted({str(w.message).splitlines()[0][:200] for w in caught}),
             },

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -68,6 +70,33 @@ def stretch_width(img: torch.Tensor, width: int) -> torch.Tensor:
         return F.interpolate(img, size=(h, width), mode="bilinear", align_corners=False)
     wide = F.interpolate(img.view(b, c * h, w), size=width, mode="linear", align_corners=False)
     return wide.view(b, c, h, width)
+
+
+def band_bins(fmin: float, fmax: float, n: int, sfreq: float) -> tuple[int, int]:
+    """First and last rFFT bin (both inclusive) of ``n`` samples at ``sfreq`` whose frequency
+    ``k * sfreq / n`` lies in ``[fmin, fmax]``; ``(k0, k1)`` with ``k1 < k0`` when none does.
+
+    Bands are selected by integer bin index in float64, never by comparing a float32 frequency
+    grid with the edges: ``torch.fft.rfftfreq(7500, 1 / 250)[390]`` is 13.000001 in float32, which
+    silently dropped every band's upper edge (8-13 Hz held 150 bins instead of 151). A bin within
+    1e-9 of a bin width of an edge counts as on it (non-integer ``sfreq`` rounds).
+    """
+    k0 = max(0, math.ceil(fmin * n / sfreq - 1e-9))
+    k1 = min(n // 2, math.floor(fmax * n / sfreq + 1e-9))
+    return k0, k1
+
+
+def band_mask(fmin: float, fmax: float, n: int, sfreq: float, device=None) -> torch.Tensor:
+    """Boolean ``[n // 2 + 1]`` mask of the rFFT bins in ``[fmin, fmax]`` (see :func:`band_bins`)."""
+    k0, k1 = band_bins(fmin, fmax, n, sfreq)
+    k = torch.arange(n // 2 + 1, device=device)
+    return (k >= k0) & (k <= k1)
+
+
+def rfft_freqs(n: int, sfreq: float, device=None) -> torch.Tensor:
+    """Frequencies of the rFFT bins of ``n`` samples, ``k * sfreq / n`` in float64 (exact on
+    whole-number edges, unlike float32 ``rfftfreq``)."""
+    return torch.arange(n // 2 + 1, dtype=torch.float64, device=device) * sfreq / n
 
 
 def nearest_index(n_in: int, n_out: int) -> torch.Tensor:

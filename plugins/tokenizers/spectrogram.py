@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from efm_plugins.tokenizers._common import (
+    band_bins,
     block_rows,
     check_option,
     check_signal,
@@ -85,8 +86,11 @@ class Spectrogram(nn.Module):
         self.n_fft, self.hop, self.output, self.size = n_fft, hop_length, output, output_size
         self.n_freqs_out, self.chunk_elems = n_freqs_out, chunk_elems
         df = sfreq / n_fft
-        self.bin_min = int(fmin / df + 0.999)  # flash-eeg's rounding
-        self.bin_max = int(fmax / df)
+        if flash_compat:
+            self.bin_min = int(fmin / df + 0.999)  # flash-eeg's rounding
+            self.bin_max = int(fmax / df)
+        else:  # inclusive edges by integer bin index (fmax / df can round below a whole bin)
+            self.bin_min, self.bin_max = band_bins(fmin, fmax, n_fft, sfreq)
         self.n_bins = self.bin_max - self.bin_min + 1
         self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
         target = flash_target_freqs(fmin, fmax, freq_breakpoint, n_freqs_out)

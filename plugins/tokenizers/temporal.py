@@ -8,7 +8,9 @@ and the permutation are folded into one column gather and one row gather (writte
 output), in blocks of samples sized for the CPU caches.
 
 ``bandpass``: zero-phase FFT filter with raised-cosine edges, rising over [low - rolloff, low] and
-falling over [high, high + rolloff]; ``rolloff=0`` is a brick wall. fp32 inside, input dtype out.
+falling over [high, high + rolloff]; ``rolloff=0`` is a brick wall keeping [low, high] inclusive
+(by integer bin index; flash-eeg's float32 grid drops the upper edge bin at some lengths, e.g.
+50 Hz at 7500 samples and 250 Hz). fp32 inside, input dtype out.
 Small batches run in one rFFT / inverse-rFFT call; larger ones in cache-sized blocks of samples
 written into the output (a whole-batch call allocates and faults in a fresh spectrum per call:
 0.45 vs 0.23 ms per epoch at batch 256, 1 thread).
@@ -23,10 +25,12 @@ import torch
 from torch import nn
 
 from efm_plugins.tokenizers._common import (
+    band_mask,
     block_rows,
     check_signal,
     minmax,
     nearest_index,
+    rfft_freqs,
     run_blocked,
     write,
 )
@@ -121,12 +125,14 @@ class Bandpass(nn.Module):
 
     def response(self, n_times: int, device: torch.device | None = None) -> torch.Tensor:
         """The gain on the rFFT grid of ``n_times`` samples, ``[n_times // 2 + 1]``."""
-        f = torch.fft.rfftfreq(n_times, d=1.0 / self.sfreq, device=device)
-        if self.rolloff == 0:
-            return ((f >= self.low) & (f <= self.high)).float()
+        if self.rolloff == 0:  # inclusive edges by integer bin index (float32 rfftfreq drops
+            # the upper edge bin: 50 Hz at 7500 samples / 250 Hz, as flash-eeg does)
+            return band_mask(self.low, self.high, n_times, self.sfreq, device).float()
+        f = rfft_freqs(n_times, self.sfreq, device)  # float64
         rise = ((f - (self.low - self.rolloff)) / self.rolloff).clamp(0.0, 1.0)
         fall = (((self.high + self.rolloff) - f) / self.rolloff).clamp(0.0, 1.0)
-        return 0.25 * (1 - torch.cos(math.pi * rise)) * (1 - torch.cos(math.pi * fall))
+        gain = 0.25 * (1 - torch.cos(math.pi * rise)) * (1 - torch.cos(math.pi * fall))
+        return gain.float()
 
     def _filter(
         self, x: torch.Tensor, out: torch.Tensor | None, gain: torch.Tensor

@@ -27,6 +27,7 @@ from einops import rearrange
 from torch import nn
 
 from efm_plugins.tokenizers._common import (
+    band_bins,
     block_rows,
     check_option,
     check_signal,
@@ -46,6 +47,12 @@ DEFAULT_BANDS = (
     (1.0, 40.0),
     (1.0, 100.0),
 )
+
+# guard of WPLI's denominator mean_f |Im S|, for channels scaled to unit RMS (so relative to the
+# signal's scale): 1e-10 of the cross-spectrum per bin of two unit-RMS white channels at 7500
+# samples (~2/7500), far below any measurable imaginary coupling; keeps 0/0 (a zero channel) at 0
+GUARD = 1e-10 * 2.0 / 7500
+RMS_FLOOR = 1e-30  # channels below this RMS (float32 denormals; zero) are left unscaled
 
 
 @lru_cache(maxsize=16)
@@ -129,13 +136,12 @@ class WPLI(nn.Module):
     def _plan(self, n_times: int, device: torch.device):
         """Compute :meth:`plan` (scipy DPSS; not traceable)."""
         n = self.n_fft if self.flash_compat else n_times
-        freqs = torch.fft.rfftfreq(n, d=1.0 / self.sfreq, device=device)
-        lo = min(b[0] for b in self.bands)
-        hi = max(b[1] for b in self.bands)
-        keep = torch.nonzero((freqs >= lo) & (freqs <= hi)).flatten()
-        k0, k1 = int(keep[0]), int(keep[-1]) + 1
-        f = freqs[k0:k1]
-        member = torch.stack([((f >= a) & (f <= b)).float() for a, b in self.bands], dim=1)
+        # bins by integer index (inclusive edges; float32 frequencies dropped the upper edge)
+        edges = [band_bins(a, b, n, self.sfreq) for a, b in self.bands]
+        k0 = min(e[0] for e in edges)
+        k1 = max(max(e[1] for e in edges) + 1, k0 + 1)
+        k = torch.arange(k0, k1, device=device)
+        member = torch.stack([((k >= a) & (k <= b)).float() for a, b in edges], dim=1)
         counts = member.sum(0)
         if bool((counts == 0).any()):
             raise RepresentationError(
@@ -153,6 +159,12 @@ class WPLI(nn.Module):
         k = tapers.shape[0]
         m = min(t, n)  # rfft(..., n) reads only the first n samples
         tapered = x[:, :, None, :m] * tapers[:, :m]  # [b, C, K, m]
+        # each channel scaled to unit RMS over the samples used: WPLI is invariant to a channel's
+        # scale, so this changes nothing but rounding, and the guard below (GUARD) is then relative
+        # to the signal's scale instead of an absolute 1e-10 in whatever unit the signal has
+        # (volts instead of uV changed the mean WPLI from 0.187 to 0.068). A zero channel stays 0.
+        rms = torch.linalg.vector_norm(x[:, :, :m], dim=-1).mul_(m**-0.5)  # [b, C]
+        tapered.mul_(rms.clamp_min_(RMS_FLOOR).reciprocal_()[:, :, None, None])
         spec = torch.fft.rfft(tapered, n=n, dim=-1)[..., k0:k1]  # [b, C, K, F]
         # channels and their circular shifts: wrapped[:, C + i] = wrapped[:, i] for i < C//2,
         # components re_1..K, im_1..K; shifted[:, d - 1, i] = channel (i + d) % C, d = 1..C//2,
@@ -178,7 +190,7 @@ class WPLI(nn.Module):
         flat = cross.reshape(-1, k1 - k0)
         num = (flat @ mean_t).abs_()  # |mean_f Im S|
         den = flat.abs_() @ mean_t  # mean_f |Im S|
-        return num.div_(den.add_(1e-10)).view(b, half * c, -1).transpose(1, 2)
+        return num.div_(den.add_(GUARD)).view(b, half * c, -1).transpose(1, 2)
 
     def wpli(self, x: torch.Tensor) -> torch.Tensor:
         """Band-wise WPLI ``[b, n_bands, C, C]`` of an fp32 chunk ``[b, C, T]`` (diagonal 0)."""

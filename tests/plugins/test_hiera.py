@@ -203,3 +203,43 @@ def test_bad_inputs_and_configs_raise_clear_errors() -> None:
         mask = torch.zeros(2, 6, dtype=torch.bool)
         mask[0, 0] = mask[1, :2] = True
         model(model.example_input(2), mask=mask)
+
+
+def test_reference_weights_refuse_another_q_pool() -> None:
+    """q_pool has no parameters, so a reference classifier (q_pool=3) loaded silently into efm's
+    default q_pool=2 and computed something else (last stage 2x the grid, other logits)."""
+    meta, t = golden("hiera2d")
+    cfg = json.loads(meta["config"]) | json.loads(meta["size"])
+    sd = {k.removeprefix("weights.mae."): v for k, v in t.items() if k.startswith("weights.mae.")}
+    sd |= {k.removeprefix("weights.cls."): v for k, v in t.items() if k.startswith("weights.cls.")}
+    wrong = Hiera(q_pool=2, num_classes=5, **cfg).eval()
+    with pytest.raises(
+        ConfigError, match=r"made for q_pool=3 \(a reference classifier\).*q_pool=2"
+    ):
+        wrong.load_reference_state_dict(sd)
+    wrong.load_reference_state_dict(sd, q_pool=2)  # deliberately, as the caller says
+    with torch.no_grad():
+        logits = wrong.classify(t["input"])
+        grid = wrong(t["input"]).intermediates[-1].shape[1:3]
+    right, _ = reference_model("hiera2d", q_pool=3, num_classes=5)
+    with torch.no_grad():
+        ref_logits = right.classify(t["input"])
+        ref_grid = right(t["input"]).intermediates[-1].shape[1:3]
+    assert tuple(grid) == (4, 6) and tuple(ref_grid) == (2, 3)  # 2x the reference grid
+    rel = float((logits - ref_logits).norm() / ref_logits.norm())
+    assert rel > 0.01, rel  # 3.7% here (the reference hiera_base_224: about 13%)
+    # an MAE checkpoint (decoder keys, no head) is a q_pool=2 model; neither kind must say
+    mae_sd = {k: v for k, v in sd.items() if not k.startswith("head.")}
+    with pytest.raises(ConfigError, match=r"made for q_pool=2 \(a reference MAE model\)"):
+        Hiera(q_pool=3, **cfg).load_reference_state_dict(mae_sd)
+    bare = {k: v for k, v in mae_sd.items() if not k.startswith(hiera._MAE_ONLY)}
+    with pytest.raises(ConfigError, match="cannot tell which q_pool"):
+        Hiera(**cfg).load_reference_state_dict(bare)
+    Hiera(**cfg).load_reference_state_dict(bare, q_pool=2)
+
+
+def test_architecture_lists_what_shapes_cannot_tell() -> None:
+    a = Hiera(embed_dim=8, num_heads=1, stages=(1, 1, 2, 1), input_size=(64, 64), q_pool=3)
+    arch = a.architecture()
+    assert arch["q_pool"] == 3 and arch["q_stride"] == [2, 2] and arch["stages"] == [1, 1, 2, 1]
+    assert json.loads(json.dumps(arch)) == arch  # JSON-able (safetensors metadata)

@@ -138,3 +138,34 @@ def test_chunked_read_equals_whole_read(real_data: Path) -> None:
     chunked = _get_float32(raw, chunk_s=7.3)  # boundaries inside EDF records
     assert chunked.dtype == np.float32
     np.testing.assert_allclose(chunked, raw.get_data(), rtol=1e-6, atol=1e-12)
+
+
+def test_ch_type_option_makes_an_ieeg_recording(real_data: Path) -> None:
+    """MNE calls every channel of an EDF / Persyst / Nihon Kohden file ``eeg``: an ECoG recording
+    came through as modality ``eeg``. ``ch_type`` says what the file cannot."""
+    from efm.errors import ConfigError
+
+    path = real_data / "mne-testing-data" / "multiple_annotation_chans.bdf"
+    plain = registry.create("readers", "mne").read(path)
+    assert plain.modality == "eeg" and plain.ch_types.count("eeg") == 18
+    ecog = registry.create("readers", "mne", ch_type="ecog").read(path)
+    assert ecog.modality == "ieeg"
+    assert ecog.ch_types == ["ecog" if t == "eeg" else t for t in plain.ch_types]
+    assert ecog.ch_types.count("ecog") == 18 and ecog.ch_types.count("misc") == 1  # kept
+    assert ecog.extra["mne_ch_types"].count("eeg") == 18  # what MNE itself reported
+    np.testing.assert_array_equal(ecog.data, plain.data)
+    assert registry.create("readers", "mne", ch_type="eeg").read(path).modality == "eeg"
+    with pytest.raises(ConfigError, match="ch_type='meg'; options: None, eeg, seeg, ecog"):
+        registry.create("readers", "mne", ch_type="meg")
+
+
+def test_annotation_only_edf_is_no_signal(tmp_path: Path) -> None:
+    """A Sleep-EDF-style hypnogram: MNE's "No appropriate channels found for the given picks"."""
+    from efm.data.edf import write_edf
+    from efm.data.pipeline import failure_kind
+
+    path = write_edf(tmp_path / "h.edf", np.zeros((0, 7500)), 250.0, [], [(0, 30, "W")])
+    for check_size in (True, False):  # the header check, and MNE's own failure
+        with pytest.raises(ReaderError, match="no signal channels") as info:
+            registry.create("readers", "mne", check_size=check_size).read(path)
+        assert failure_kind(info.value) == "no-signal" and "picks" not in str(info.value)

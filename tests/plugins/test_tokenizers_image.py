@@ -224,10 +224,85 @@ def test_temporal_matrix_and_bandpass_match_flash_eeg():
     torch.testing.assert_close(
         _create("temporal_matrix")(x), fe.reshape(x, compile=False), atol=0, rtol=0
     )
-    for roll in (2.0, 0.0):
-        torch.testing.assert_close(
-            _create("bandpass", rolloff=roll)(x), fe.bandpass(x, rolloff=roll), atol=1e-4, rtol=0
-        )
+    torch.testing.assert_close(
+        _create("bandpass", rolloff=2.0)(x), fe.bandpass(x, rolloff=2.0), atol=1e-4, rtol=0
+    )
+    # brick wall: flash-eeg's float32 grid puts bin 1500 at 50.000004 Hz and drops it; ours keeps
+    # [1, 50] inclusive, so the two differ by exactly the 50 Hz bin's component
+    ours, ref = _create("bandpass", rolloff=0.0)(x), fe.bandpass(x, rolloff=0.0)
+    edge = torch.zeros(7500 // 2 + 1)
+    edge[1500] = 1.0
+    only_50 = torch.fft.irfft(torch.fft.rfft(x.double(), dim=-1) * edge, n=7500, dim=-1)
+    assert (ours - ref).abs().max() > 1.0
+    torch.testing.assert_close(ours - ref, only_50.float(), atol=1e-4, rtol=0)
+    y = _signal(b=2, c=3, t=2500)  # a length where float32 is exact at both edges: equal
+    torch.testing.assert_close(
+        _create("bandpass", rolloff=0.0)(y), fe.bandpass(y, rolloff=0.0), atol=1e-4, rtol=0
+    )
+
+
+@pytest.mark.parametrize(
+    ("n", "sfreq", "band", "bins"),
+    [
+        (7500, 250.0, (8.0, 13.0), (240, 390)),  # float32 put bin 390 at 13.000001 Hz
+        (7500, 250.0, (13.0, 30.0), (390, 900)),
+        (7500, 250.0, (60.0, 100.0), (1800, 3000)),
+        (750, 250.0, (1.0, 13.0), (3, 39)),
+        (4097, 173.61, (0.5, 40.0), (12, 943)),
+    ],
+)
+def test_band_bins_are_inclusive_by_integer_index(n, sfreq, band, bins):
+    from efm_plugins.tokenizers._common import band_bins, band_mask
+
+    assert band_bins(*band, n, sfreq) == bins
+    f = np.fft.rfftfreq(n, 1 / sfreq)  # float64 reference with a 1e-9-bin tolerance
+    tol = 1e-9 * sfreq / n
+    sel = np.flatnonzero((f >= band[0] - tol) & (f <= band[1] + tol))
+    assert (sel[0], sel[-1]) == bins
+    assert int(band_mask(*band, n, sfreq).sum()) == bins[1] - bins[0] + 1
+
+
+def test_wpli_bands_are_inclusive_at_7500_samples():
+    """8-13 Hz at 7500 samples / 250 Hz holds bins 240..390: 151 (150 with float32 edges)."""
+    m = _create("wpli", output="raw", n_times=7500)
+    counts = (m.band_mean > 0).sum(0).tolist()
+    assert counts == [91, 121, 151, 511, 901, 1201, 1171, 2971]  # was [.., 150, 510, 900, ..]
+    x = _signal(b=1, c=3, t=7500).double().numpy()
+    ours = m(torch.from_numpy(x).float()).numpy()[0]
+    tapers = scipy.signal.windows.dpss(7500, 2.0, Kmax=3)
+    spec = np.fft.rfft(x[:, :, None, :] * tapers, axis=-1)[0]  # [C, K, F]
+    im = (spec[:, None, :, 240:391] * spec[None, :, :, 240:391].conj()).mean(2).imag
+    ref = np.abs(im.mean(-1)) / np.abs(im).mean(-1)
+    iu = np.triu_indices(3, 1)
+    np.testing.assert_allclose(ours[2][iu], ref[iu], atol=2e-5)
+
+
+@pytest.mark.parametrize("scale", [1e-6, 1e3])
+def test_wpli_is_invariant_to_amplitude_units(scale):
+    """The same signal in V instead of uV (x 1e-6) or nV (x 1e3): equal WPLI. With the old
+    absolute 1e-10 guard, uV -> V changed the mean from 0.103 to 0.078 (max difference 0.17)."""
+    m = _create("wpli", output="raw", n_times=7500)
+    x = _signal(b=2, c=6, t=7500)  # ~30 uV
+    base = m(x)
+    scaled = m(x * scale)
+    assert (scaled - base).abs().max() < 1e-5
+    torch.testing.assert_close(scaled.mean(), base.mean(), atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        _create("wpli", n_times=7500)(x * scale),
+        _create("wpli", n_times=7500)(x),
+        atol=1e-4,
+        rtol=0,
+    )
+
+
+def test_wpli_zero_signals_are_finite():
+    m = _create("wpli", output="raw", n_times=1000)
+    assert torch.equal(m(torch.zeros(2, 4, 1000)), torch.zeros(2, 8, 4, 4))
+    x = _signal(b=1, c=4, t=1000)
+    x[:, 2] = 0.0  # one flat channel among live ones: its pairs are 0, the others unchanged
+    out = m(x)
+    assert torch.isfinite(out).all() and out[0, :, 2].abs().max() == 0
+    assert torch.isfinite(_create("wpli", n_times=1000)(torch.zeros(1, 4, 1000))).all()
 
 
 def test_bandpass_response():
@@ -332,3 +407,14 @@ def test_stretch_width_paths_are_the_same_numbers():
     assert cpu.shape == (3, 2, 17, 224)
     cuda_path = F.interpolate(img, size=(17, 224), mode="bilinear", align_corners=False)
     torch.testing.assert_close(cpu, cuda_path, atol=0, rtol=0)
+
+
+def test_spectrogram_keeps_the_upper_edge_bin():
+    """fmax / (sfreq / n_fft) = 100 / (200 / 7500) is 3749.9999999999995 in float64: int() kept
+    bins up to 3749 and dropped the 100 Hz bin; the integer bin index keeps it."""
+    m = _create("spectrogram", sfreq=200.0, n_fft=7500, hop_length=3750, fmax=100.0, output="raw")
+    assert (m.bin_min, m.bin_max, m.n_bins) == (38, 3750, 3713)  # 1.0133 .. 100 Hz
+    flash = _create(
+        "spectrogram", sfreq=200.0, n_fft=7500, hop_length=3750, fmax=100.0, flash_compat=True
+    )
+    assert flash.bin_max == 3749  # flash-eeg's rounding, reproduced in flash_compat mode

@@ -376,3 +376,65 @@ def test_adding_a_file_keeps_prepared_shards(
     m = json.loads((out / "manifest.json").read_text())
     assert m["n_recordings"] == 4 and m["n_epochs"] == 44 and m["complete"]
     assert m["duplicates"] == {"z-copy.edf": "patient-02/patient-02_rec-01.edf"}
+
+
+def test_annotation_only_edf_and_one_recording_in_two_formats(
+    small_corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A hypnogram-style EDF+ (only an 'EDF Annotations' signal) was 'corrupt' with MNE's "No
+    appropriate channels found for the given picks"; a recording next to its export (same
+    recording id) was prepared twice under one id."""
+    import mne
+
+    from efm.data.edf import write_edf
+
+    root = tmp_path / "in"
+    root.mkdir()
+    good = sorted(small_corpus.glob("*/*.edf"))
+    shutil.copy(good[0], root / "rec.edf")  # the export ...
+    raw = mne.io.read_raw_edf(good[0], preload=True, verbose="error")
+    raw.save(root / "rec.fif", verbose="error")  # ... of this original (another format)
+    shutil.copy(good[1], root / "a b.edf")  # two EDFs whose names map to one id "a-b"
+    shutil.copy(good[1], root / "a-b.edf")
+    write_edf(root / "rec-Hypnogram.edf", np.zeros((0, 60 * 250)), 250.0, [], [(0, 30, "W")])
+    out = tmp_path / "out"
+    assert run_cli(f"data.root={root}", f"out={out}") == 1  # the hypnogram fails
+    text = capsys.readouterr().out
+    assert "2 ok" in text and "1 failed (no-signal 1)" in text
+    assert (
+        "skipped rec.edf: same recording id 'rec' as rec.fif, which is prepared instead "
+        "(an EDF export loses to the original format)" in text
+    )
+    assert "skipped a-b.edf: same recording id 'a-b' as a b.edf" in text
+    assert "(the first in sorted path order is kept)" in text
+    fails = [
+        json.loads(x) for x in (out / "logs" / "failures-000-of-001.jsonl").read_text().splitlines()
+    ]
+    assert [(f["source"], f["kind"]) for f in fails] == [("rec-Hypnogram.edf", "no-signal")]
+    assert "annotation-only EDF+" in fails[0]["reason"] and "picks" not in fails[0]["reason"]
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["same_recording"] == {"rec.edf": "rec.fif", "a-b.edf": "a b.edf"}
+    assert m["n_recordings"] == 2 and m["complete"] and m["n_files"] == 3
+    keys = [k for k, _, _ in samples(out)]
+    assert len(keys) == len(set(keys)) == 22  # 2 x 11 epochs, every key once
+    assert {meta["recording_id"] for _, _, meta in samples(out)} == {"rec", "a-b"}
+
+
+def test_reader_ch_type_sets_the_modality_of_the_shards(real_data: Path, tmp_path: Path) -> None:
+    """An EDF of ECoG channels reads as ``eeg`` (EDF stores no type); ``reader.ch_type=ecog``
+    in the recipe makes the shards say ``ieeg`` / ``ecog`` (the default keeps ``eeg``)."""
+    root = tmp_path / "in"
+    root.mkdir()
+    shutil.copy(real_data / "eegmat" / "Subject00_1.edf", root)
+    metas = {}
+    for ch_type in ("eeg", "ecog"):
+        out = tmp_path / ch_type
+        args = ["recipe=diver1-iEEG", *FAST, f"data.root={root}", f"out={out}"]
+        assert prepare.cli([*args, "pipeline.min_epochs=2", f"reader.ch_type={ch_type}"]) == 0
+        metas[ch_type] = samples(out)[0][2]
+    assert metas["eeg"]["modality"] == "eeg" and metas["eeg"]["ch_types"].count("eeg") == 20
+    assert metas["ecog"]["modality"] == "ieeg"
+    assert metas["ecog"]["ch_types"].count("ecog") == 20 and "eeg" not in metas["ecog"]["ch_types"]
+    assert metas["ecog"]["ch_types"].count("ecg") == 1  # named ECG: still ecg
+    # no 10-20 template positions for intracranial channels named like scalp electrodes
+    assert metas["ecog"]["ch_pos"][0] == [None, None, None] or metas["ecog"]["ch_pos"][0] is None

@@ -110,6 +110,9 @@ def test_errors(tmp_path, shards):
     )
     with pytest.raises(EfmError, match="missing"):
         read_manifest(tmp_path)
+    (tmp_path / "manifest.json").write_text('{"shards": [{"path": "x.tar", "n_ep')  # torn
+    with pytest.raises(EfmError, match=r"manifest.json is damaged \(JSONDecodeError"):
+        read_manifest(tmp_path)
 
 
 def test_iter_epochs_in_order(shards):
@@ -134,3 +137,68 @@ def test_half_loader_and_npy_decoding(shards):
         load_npy(b"garbage!" * 4)
     with pytest.raises(EfmError, match="dtype"):
         make_loader(shards, 4, dtype="int8")
+
+
+def _damage_a_sample(src, dst, key, payload):
+    """Copy the shard directory ``src`` to ``dst`` with ``key``'s signal.npy replaced."""
+    import shutil
+    import tarfile
+
+    shutil.copytree(src, dst)
+    for tar_path in sorted((dst / "shards").glob("*.tar")):
+        with tarfile.open(tar_path) as tar:
+            members = [(m, tar.extractfile(m).read()) for m in tar.getmembers()]
+        if not any(m.name == f"{key}.signal.npy" for m, _ in members):
+            continue
+        with tarfile.open(tar_path, "w") as tar:
+            for m, data in members:
+                if m.name == f"{key}.signal.npy":
+                    data = payload
+                    m.size = len(data)
+                tar.addfile(m, io.BytesIO(data))
+        return tar_path
+    raise AssertionError(f"{key} not found")
+
+
+def test_a_damaged_sample_is_logged_and_skipped(shards, tmp_path, caplog):
+    """A signal.npy holding pickled objects (np.load would need allow_pickle) was a bare
+    ValueError ("cannot create an object array from a buffer") that ended the run."""
+    from efm.train.loader import BadSample, decode_sample, load_npy
+
+    buf = io.BytesIO()
+    np.save(buf, np.array([{"evil": 1}, None], dtype=object), allow_pickle=True)
+    objects = buf.getvalue()
+    with pytest.raises(BadSample, match=r"holds object values, not numbers"):
+        load_npy(objects)
+    bad = {"__key__": "k1", "__url__": "s.tar", "signal.npy": objects, "meta.json": b"{}"}
+    with pytest.raises(BadSample, match=r"^sample 'k1' of s.tar: signal.npy holds object"):
+        decode_sample(bad)
+    with pytest.raises(BadSample, match="meta.json is not valid JSON"):
+        decode_sample(bad | {"meta.json": b"{not json", "signal.npy": b""})
+    with pytest.raises(BadSample, match="truncated"):
+        np.save(buf := io.BytesIO(), np.ones((4, 100), np.float32))
+        load_npy(buf.getvalue()[:-8])
+
+    tar = _damage_a_sample(shards, tmp_path / "damaged", "P00_R0_00003", objects)
+    caplog.set_level("WARNING", logger="efm.train.loader")
+    keys = [m["key"] for b in iter_epochs(tmp_path / "damaged", 7) for m in b["meta"]]
+    assert len(keys) == 47 and "P00_R0_00003" not in keys  # 48 epochs, one skipped
+    lines = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+    assert any(f"'P00_R0_00003' of {tar}" in x and "object" in x for x in lines)
+    batch = next(iter(make_loader(tmp_path / "damaged", 8, seed=1, shuffle_buffer=4)))
+    assert batch["signal"].shape == (8, 8, 200)  # training goes on
+
+
+def test_only_damaged_samples_is_one_error(shards, tmp_path, monkeypatch):
+    import efm.train.loader as loader_mod
+
+    monkeypatch.setattr(loader_mod, "MAX_BAD_IN_A_ROW", 3)
+    monkeypatch.setattr(loader_mod, "decode_sample", _always_bad)
+    with pytest.raises(EfmError, match="3 shard samples in a row could not be decoded"):
+        next(iter(make_loader(shards, 4)))
+
+
+def _always_bad(sample):
+    from efm.train.loader import BadSample
+
+    raise BadSample(f"sample {sample['__key__']!r}: damaged")
