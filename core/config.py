@@ -13,15 +13,36 @@ A recipe is a mapping whose component nodes (``reader``, ``representation``, ``b
 ``~a.b``
     Delete a key (it falls back to the schema default).
 
-Validation collects every problem and raises one :class:`efm.errors.ConfigError`.
+A group choice keeps the options the node already holds (from the recipe, its profile or earlier
+overrides) that the new component shares with the old one, with the same default: choosing
+``backbone=moirai_test`` over ``{name: moirai_small, patch_len: 500}`` keeps ``patch_len: 500``;
+options the new component lacks or sizes differently (``d_model`` of another size) fall back to its
+defaults, and the CLI says which were dropped. ``~backbone backbone=NAME`` starts from the defaults.
+
+Validation (:func:`validate`) collects every problem and raises one :class:`efm.errors.ConfigError`:
+
+1. every node is merged into its schema key by key: unknown keys, wrong types, a value outside a
+   ``Literal[...]`` annotation (the message lists the allowed values), and bounds written in the
+   field's metadata (``field(default=1, metadata={"ge": 1})``; ``ge``, ``gt``, ``le``, ``lt``); a
+   component schema that defines ``check(self) -> list[str]`` is then asked for its own problems;
+2. the checks registered with :func:`checker` run on the resolved config, each only when the nodes
+   it needs resolved cleanly. Checks of files on this machine (``paths=True``: ``data.root``, region
+   and taxonomy files) run when ``validate(..., paths=True)``, as ``efm validate`` and ``efm run``
+   do; a recipe for another machine still composes in Python.
 """
 
 from __future__ import annotations
 
 import copy
-from dataclasses import fields, is_dataclass
+import logging
+import re
+import types
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass, fields, is_dataclass
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from omegaconf import OmegaConf
@@ -36,6 +57,8 @@ from efm.errors import (
     UsageError,
     suggest,
 )
+
+log = logging.getLogger("efm.config")
 
 
 def core_schemas() -> dict[str, type]:
@@ -125,36 +148,91 @@ def _set(cfg: dict[str, Any], key: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
-def _del(cfg: dict[str, Any], key: str) -> None:
+def _del(cfg: dict[str, Any], key: str) -> list[str]:
     parts = key.split(".")
     node = cfg
     for p in parts[:-1]:
         node = node.get(p, {})
         if not isinstance(node, dict):
-            return
+            return []
     if parts[-1] not in node:
-        raise ConfigError([f"~{key}: there is no key {key!r} to delete"])
+        return [f"~{key}: there is no key {key!r} to delete"]
     del node[parts[-1]]
+    return []
 
 
 def _choose(cfg: dict[str, Any], node: str, name: Any) -> None:
+    """``node=NAME``: the component's defaults, plus the options of the old node that carry over."""
     kind = _registry.COMPONENT_NODES[node]
-    comp = _registry.get(kind, str(name))
-    cfg[node] = {"name": comp.name, **comp.defaults()}
+    try:
+        comp = _registry.get(kind, str(name))
+    except (UnknownNameError, NotAvailableError):
+        cfg[node] = {"name": name}  # reported with every other problem by validation
+        return
+    old = cfg.get(node)
+    kept, dropped = _carried(kind, {"name": old} if isinstance(old, str) else old, comp)
+    defaults = comp.defaults()
+    cfg[node] = {"name": comp.name, **defaults, **kept}
+    if dropped:
+        absent = {k: v for k, v in dropped.items() if k not in defaults}
+        reset = {k: v for k, v in dropped.items() if k in defaults}
+        said = [f"kept {_show(kept)}"] if kept else []
+        if absent:
+            said.append(f"dropped {_show(absent)} (not options of {comp.name})")
+        if reset:
+            said.append(
+                f"reset {_show(reset)} to {comp.name}'s defaults "
+                f"({_show({k: defaults[k] for k in reset})})"
+            )
+        log.info("%s=%s: %s", node, comp.name, "; ".join(said))
 
 
-def _apply(cfg: dict[str, Any], ops: list[tuple[str, str, Any]]) -> None:
+def _show(values: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in values.items())
+
+
+def _carried(
+    kind: str, old: Any, new: _registry.Component
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split the old node's options into those that carry over to ``new`` and those dropped.
+
+    An option carries over when the old component and the new one both have it with the same
+    default (it means the same in both); a size's own numbers (``d_model`` of ``moirai_small`` vs
+    ``moirai_test``) and options the new component lacks do not.
+    """
+    if not isinstance(old, dict):
+        return {}, {}
+    options = {k: v for k, v in old.items() if k != "name"}
+    try:
+        prev = _registry.get(kind, str(old.get("name")))
+    except (UnknownNameError, NotAvailableError):
+        return {}, options
+    before, after = prev.defaults(), new.defaults()
+    kept = {
+        k: v for k, v in options.items() if k in before and k in after and before[k] == after[k]
+    }
+    return kept, {k: v for k, v in options.items() if k not in kept}
+
+
+def _apply(cfg: dict[str, Any], ops: list[tuple[str, str, Any]]) -> list[str]:
+    problems: list[str] = []
     for op, key, value in ops:
         if op == "del":
-            _del(cfg, key)
+            problems += _del(cfg, key)
         elif op == "choose":
             _choose(cfg, key, value)
         else:
             _set(cfg, key, value)
+    return problems
 
 
-def compose(args: list[str], default_recipe: str | None = None) -> dict[str, Any]:
-    """Build the resolved config from ``recipe=... key=value ~key ...`` and validate it."""
+def compose(
+    args: list[str], default_recipe: str | None = None, *, paths: bool = False
+) -> dict[str, Any]:
+    """Build the resolved config from ``recipe=... key=value ~key ...`` and validate it.
+
+    ``paths=True`` also checks the files the config names on this machine (see :func:`validate`).
+    """
     recipe, ops = parse_overrides(args)
     recipe = recipe or default_recipe
     if recipe is None:
@@ -168,19 +246,19 @@ def compose(args: list[str], default_recipe: str | None = None) -> dict[str, Any
     if profile in (None, "auto"):
         profile = "demo" if data.get("root") in (None, "") else "full"
     cfg = copy.deepcopy(base)
+    problems: list[str] = []
     if profile in profiles:
         _merge(cfg, profiles[profile])
     elif profile not in ("demo", "full"):
-        raise ConfigError(
-            [
-                f"data.profile: recipe {name!r} has no profile {profile!r}; "
-                + suggest(str(profile), ["auto", "demo", "full", *profiles])
-            ]
+        known = sorted({"auto", "demo", "full", *profiles})
+        problems.append(
+            f"data.profile: recipe {name!r} has no profile {profile!r}; "
+            + suggest(str(profile), known)
         )
-    _apply(cfg, ops)
+    problems += _apply(cfg, ops)
     cfg["recipe"] = name
     cfg.setdefault("data", {})["profile"] = profile
-    return validate(cfg)
+    return _validated(cfg, paths, problems)
 
 
 def _merge(dst: dict[str, Any], src: dict[str, Any]) -> None:
@@ -191,7 +269,53 @@ def _merge(dst: dict[str, Any], src: dict[str, Any]) -> None:
             dst[k] = copy.deepcopy(v)
 
 
-def _check_node(path: str, schema: type, given: Any, problems: list[str], owner: str) -> dict:
+# -- pass 1: every node against its schema ----------------------------------------------------------
+@cache
+def _hints(schema: type) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(schema)
+    except Exception:  # an annotation that cannot be evaluated: no Literal checks for it
+        return {}
+
+
+def allowed_values(schema: type, key: str) -> tuple[Any, ...] | None:
+    """The values a ``Literal[...]`` (or ``Literal[...] | None``) field allows; None otherwise."""
+    hint = _hints(schema).get(key)
+    args: tuple[Any, ...] = ()
+    if typing.get_origin(hint) is Literal:
+        args = typing.get_args(hint)
+    elif typing.get_origin(hint) in (typing.Union, types.UnionType):
+        for arg in typing.get_args(hint):
+            if typing.get_origin(arg) is Literal:
+                args += typing.get_args(arg)
+            elif arg is type(None):
+                args += (None,)
+    return args if any(a is not None for a in args) else None
+
+
+_BOUNDS: dict[str, tuple[str, Callable[[Any, Any], bool]]] = {
+    "ge": (">=", lambda v, b: v >= b),
+    "gt": (">", lambda v, b: v > b),
+    "le": ("<=", lambda v, b: v <= b),
+    "lt": ("<", lambda v, b: v < b),
+}
+
+
+def _bounds(schema: type, key: str, value: Any) -> list[str]:
+    """``must be >= 1`` for each bound in the field's metadata that ``value`` breaks."""
+    f = next((f for f in fields(schema) if f.name == key), None)  # type: ignore[arg-type]
+    if f is None or value is None or isinstance(value, bool) or not isinstance(value, int | float):
+        return []
+    return [
+        f"must be {sign} {f.metadata[k]}"
+        for k, (sign, ok) in _BOUNDS.items()
+        if k in f.metadata and not ok(value, f.metadata[k])
+    ]
+
+
+def _check_node(
+    path: str, schema: type, given: Any, problems: list[str], owner: str
+) -> dict[str, Any]:
     """Merge ``given`` into the schema's defaults key by key, collecting every problem."""
     base = OmegaConf.structured(schema)
     if given is None:
@@ -208,24 +332,56 @@ def _check_node(path: str, schema: type, given: Any, problems: list[str], owner:
                 f"{path}.{key}: unknown option for {owner or path}; {suggest(key, names)}"
             )
             continue
+        allowed = allowed_values(schema, key)
+        if allowed is not None and value not in allowed:
+            shown = [str(a) for a in allowed if a is not None]
+            none = " (or null)" if None in allowed else ""
+            problems.append(
+                f"{path}.{key}={value!r} is not allowed; {suggest(str(value), shown)}{none}"
+            )
+            continue
         try:
             base = OmegaConf.merge(base, {key: value})
         except OmegaConfBaseException as exc:
             msg = str(exc).splitlines()[0]
             problems.append(f"{path}.{key}={value!r}: {msg}")
+            continue
+        for msg in _bounds(schema, key, base[key]):
+            problems.append(f"{path}.{key}={value!r}: {msg}")
     return OmegaConf.to_container(base, resolve=True)  # type: ignore[return-value]
 
 
-def validate(cfg: dict[str, Any]) -> dict[str, Any]:
-    """Resolve names, fill defaults, check types and compatibility; raise every problem at once."""
+def _schema_check(node: str, schema: type, values: dict[str, Any]) -> list[str]:
+    """The problems a schema's own ``check(self) -> list[str]`` finds (none when it has none)."""
+    own = getattr(schema, "check", None)
+    if not callable(own):
+        return []
+    try:
+        found = schema(**values).check()
+    except ConfigError as exc:
+        found = exc.problems
+    return [f"{node}: {p}" for p in found]
+
+
+def resolve(cfg: dict[str, Any]) -> tuple[dict[str, Any], list[str], set[str]]:
+    """Names resolved and every node merged into its schema: ``(config, problems, broken nodes)``.
+
+    A broken node is one with a problem; the checks that need it are skipped (see :func:`checker`).
+    """
     problems: list[str] = []
+    broken: set[str] = set()
     out: dict[str, Any] = {"recipe": cfg.get("recipe", "?")}
     if cfg.get("description"):
         out["description"] = cfg["description"]
     for key in cfg:
         if key not in NODES:
             problems.append(f"{key}: unknown recipe node; {suggest(key, NODES[3:])}")
-    comps: dict[str, _registry.Component] = {}
+
+    def node_problems(node: str, found: list[str]) -> None:
+        if found:
+            broken.add(node)
+            problems.extend(found)
+
     for node, kind in _registry.COMPONENT_NODES.items():
         given = cfg.get(node)
         if given is None:
@@ -233,41 +389,173 @@ def validate(cfg: dict[str, Any]) -> dict[str, Any]:
         if isinstance(given, str):
             given = {"name": given}
         if not isinstance(given, dict) or "name" not in given:
-            problems.append(
-                f"{node}: needs a 'name' naming a registered {_registry.SINGULAR[kind]}"
+            node_problems(
+                node,
+                [f"{node}: needs a 'name' naming a registered {_registry.SINGULAR[kind]}"],
             )
             continue
         try:
             comp = _registry.get(kind, str(given["name"]))
         except (UnknownNameError, NotAvailableError) as exc:
-            problems.append(f"{node}.name: {exc}")
+            node_problems(node, [f"{node}.name: {exc}"])
             out[node] = given
             continue
-        comps[node] = comp
         if comp.schema is None:
             out[node] = {"name": comp.name, **{k: v for k, v in given.items() if k != "name"}}
-        else:
-            values = _check_node(node, comp.schema, given, problems, f"{node} {comp.name!r}")
-            out[node] = {"name": comp.name, **values}
+            continue
+        found: list[str] = []
+        values = _check_node(node, comp.schema, given, found, f"{node} {comp.name!r}")
+        if not found:
+            found = _schema_check(node, comp.schema, values)
+        node_problems(node, found)
+        out[node] = {"name": comp.name, **values}
     for node, schema in core_schemas().items():
-        out[node] = _check_node(node, schema, cfg.get(node), problems, "")
-    rep, bb = comps.get("representation"), comps.get("backbone")
-    if rep is not None and bb is not None:
-        family = rep.meta.get("family", "image")
-        accepts = tuple(bb.meta.get("accepts", ("image",)))
-        if family not in accepts:
-            ok = [
-                n
-                for n, c in _registry.get_registry().tables["tokenizers"].items()
-                if c.meta.get("family", "image") in accepts
-            ]
-            problems.append(
-                f"representation {rep.name!r} gives {family!r} inputs but backbone {bb.name!r} "
-                f"accepts {', '.join(accepts)}; compatible representations: {', '.join(ok) or 'none'}"
-            )
+        found = []
+        out[node] = _check_node(node, schema, cfg.get(node), found, "")
+        if not found:
+            found = _schema_check(node, schema, out[node])
+        node_problems(node, found)
+    return out, problems, broken
+
+
+# -- pass 2: checks over the resolved config --------------------------------------------------------
+Check = Callable[[dict[str, Any]], list[str]]
+
+
+@dataclass(frozen=True)
+class _Check:
+    fn: Check
+    needs: tuple[str, ...]
+    paths: bool
+
+
+#: the registered checks, in order (see :func:`checker`)
+CHECKS: list[_Check] = []
+
+
+def checker(*needs: str, paths: bool = False) -> Callable[[Check], Check]:
+    """Register ``fn(cfg) -> list[str]`` as a validation check (the extension point).
+
+    ``fn`` gets the resolved config (every node filled with its schema's defaults) and returns one
+    line per problem, naming the keys involved (or raises :class:`ConfigError`). It runs only when
+    the nodes in ``needs`` resolved without problems, so it may index them freely. ``paths=True``
+    marks a check of files on this machine (run by ``validate(..., paths=True)``).
+    """
+
+    def register(fn: Check) -> Check:
+        CHECKS.append(_Check(fn, needs, paths))
+        return fn
+
+    return register
+
+
+def run_checks(
+    cfg: dict[str, Any], *, paths: bool = False, broken: set[str] | frozenset[str] = frozenset()
+) -> list[str]:
+    """Every registered check's problems with a resolved config."""
+    problems: list[str] = []
+    for c in CHECKS:
+        if (
+            (c.paths and not paths)
+            or broken.intersection(c.needs)
+            or not all(n in cfg for n in c.needs)
+        ):
+            continue
+        try:
+            problems += c.fn(cfg)
+        except ConfigError as exc:
+            problems += exc.problems
+    return problems
+
+
+def check(cfg: dict[str, Any], *, paths: bool = False) -> list[str]:
+    """Every problem with a config (raw or resolved), one line each; ``[]`` when it is valid."""
+    out, problems, broken = resolve(cfg)
+    return problems + run_checks(out, paths=paths, broken=broken)
+
+
+def validate(cfg: dict[str, Any], *, paths: bool = False) -> dict[str, Any]:
+    """Resolve names, fill defaults, check types and compatibility; raise every problem at once.
+
+    ``paths=True`` also checks the files and folders the config names (``data.root`` ...), as the
+    CLI does before any set-up; without it a recipe written for another machine still validates.
+    """
+    return _validated(cfg, paths, [])
+
+
+def _validated(cfg: dict[str, Any], paths: bool, earlier: list[str]) -> dict[str, Any]:
+    out, problems, broken = resolve(cfg)
+    problems = earlier + problems + run_checks(out, paths=paths, broken=broken)
     if problems:
         raise ConfigError(problems)
     return out
+
+
+@checker("representation", "backbone")
+def _families(cfg: dict[str, Any]) -> list[str]:
+    """The representation gives inputs of a family the backbone accepts."""
+    rep = _registry.get("tokenizers", cfg["representation"]["name"])
+    bb = _registry.get("backbones", cfg["backbone"]["name"])
+    family = rep.meta.get("family", "image")
+    accepts = tuple(bb.meta.get("accepts", ("image",)))
+    if family in accepts:
+        return []
+    ok = [
+        n
+        for n, c in _registry.get_registry().tables["tokenizers"].items()
+        if c.meta.get("family", "image") in accepts
+    ]
+    return [
+        f"representation {rep.name!r} gives {family!r} inputs but backbone {bb.name!r} "
+        f"accepts {', '.join(accepts)}; compatible representations: {', '.join(ok) or 'none'}"
+    ]
+
+
+@checker("data")
+def _data_patterns(cfg: dict[str, Any]) -> list[str]:
+    """``data.patient_regex`` compiles."""
+    rx = cfg["data"]["patient_regex"]
+    try:
+        re.compile(rx)
+    except re.error as exc:
+        return [f"data.patient_regex={rx!r}: not a regular expression ({exc})"]
+    return []
+
+
+@checker("data", paths=True)
+def _data_root(cfg: dict[str, Any]) -> list[str]:
+    """``data.root`` exists (else the run would fail after its set-up)."""
+    root = cfg["data"].get("root")
+    if root in (None, "") or Path(str(root)).expanduser().exists():
+        return []
+    return [
+        f"data.root={root!r}: no such file or directory (give the folder of the recordings, "
+        f"or leave data.root unset for the embedded demo corpus)"
+    ]
+
+
+@checker("pipeline", paths=True)
+def _pipeline_files(cfg: dict[str, Any]) -> list[str]:
+    """``pipeline.regions`` and ``pipeline.taxonomy`` files exist and load."""
+    from efm.data import montage, taxonomy
+
+    problems: list[str] = []
+    loaders: dict[str, Callable[[str], Any]] = {
+        "regions": montage.load_regions,
+        "taxonomy": taxonomy.load,
+    }
+    for key, load in loaders.items():
+        source = str(cfg["pipeline"][key])
+        if source == "default":
+            continue
+        if not Path(source).is_file():
+            problems.append(f"pipeline.{key}={source!r}: no such file (or use 'default')")
+            continue
+        try:
+            load(source)
+        except ConfigError as exc:
+            problems += exc.problems
+    return problems
 
 
 def to_yaml(cfg: dict[str, Any]) -> str:

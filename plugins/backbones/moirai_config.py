@@ -7,6 +7,7 @@ widths 256 (Tiny) to 3072 (XXL).
 from __future__ import annotations
 
 from dataclasses import dataclass, field, make_dataclass
+from typing import Literal
 
 # name -> d_model; every size has 12 layers and heads = d_model // 32
 SIZES: dict[str, int] = {
@@ -88,7 +89,7 @@ class MoiraiConfig:
     input_scale: float = 0.01
     mup: bool = True
     mup_base_width: int = 256
-    attention: str = "auto"
+    attention: Literal["sdpa", "flex", "auto"] = "auto"
     pack: bool = False
     pack_len: int = 0
     embed_window: int = 0
