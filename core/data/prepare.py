@@ -285,7 +285,9 @@ def compose_data(overrides: list[str]) -> dict[str, Any]:
 
 def cli(argv: list[str]) -> int:
     """``efm prepare`` entry point (raw argv after the subcommand)."""
-    p = _Parser(prog="efm prepare", description=(__doc__ or "").split("\n\n")[0])
+    from efm.cli import plain
+
+    p = _Parser(prog="efm prepare", description=plain((__doc__ or "").split("\n\n")[0]))
     p.add_argument("--shard-index", type=int, default=0, help="this partition (0-based)")
     p.add_argument("--num-shards", type=int, default=1, help="number of partitions")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
