@@ -17,6 +17,7 @@ import argparse
 import json
 import logging
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +73,7 @@ def coord_check(
         ]
         opt = torch.optim.Adam([*groups, {"params": list(head.parameters()), "lr": lr}])
 
-        def hook(name: str):
+        def hook(name: str) -> Callable[[Any, Any, Any], None]:
             def fn(_mod: Any, _inp: Any, out: Any) -> None:
                 acts[name] = float(out.detach().abs().mean())
 
