@@ -438,8 +438,10 @@ def checker(*needs: str, paths: bool = False) -> Callable[[Check], Check]:
 
     ``fn`` gets the resolved config (every node filled with its schema's defaults) and returns one
     line per problem, naming the keys involved (or raises :class:`ConfigError`). It runs only when
-    the nodes in ``needs`` resolved without problems, so it may index them freely. ``paths=True``
-    marks a check of files on this machine (run by ``validate(..., paths=True)``).
+    the nodes in ``needs`` resolved without problems, so it may use their names and every option
+    freely. A check that reads single keys of core nodes needs nothing: a resolved node always holds
+    every key (a key that failed its own check keeps its default). ``paths=True`` marks a check of
+    files on this machine (run by ``validate(..., paths=True)``).
     """
 
     def register(fn: Check) -> Check:
@@ -511,7 +513,7 @@ def _families(cfg: dict[str, Any]) -> list[str]:
     ]
 
 
-@checker("data")
+@checker()
 def _data_patterns(cfg: dict[str, Any]) -> list[str]:
     """``data.patient_regex`` compiles."""
     rx = cfg["data"]["patient_regex"]
@@ -522,7 +524,7 @@ def _data_patterns(cfg: dict[str, Any]) -> list[str]:
     return []
 
 
-@checker("data", paths=True)
+@checker(paths=True)
 def _data_root(cfg: dict[str, Any]) -> list[str]:
     """``data.root`` exists (else the run would fail after its set-up)."""
     root = cfg["data"].get("root")
@@ -534,7 +536,7 @@ def _data_root(cfg: dict[str, Any]) -> list[str]:
     ]
 
 
-@checker("pipeline", paths=True)
+@checker(paths=True)
 def _pipeline_files(cfg: dict[str, Any]) -> list[str]:
     """``pipeline.regions`` and ``pipeline.taxonomy`` files exist and load."""
     from efm.data import montage, taxonomy

@@ -280,7 +280,7 @@ def compose_data(overrides: list[str]) -> dict[str, Any]:
     recipe, _ = parse_overrides(overrides)
     base = recipe_mapping(recipe)[1] if recipe else {}
     keep = [o for o in overrides if o.lstrip("~").split("=")[0].split(".")[0] not in model]
-    return compose(keep + [f"~{n}" for n in model if n in base])
+    return compose(keep + [f"~{n}" for n in model if n in base], paths=True)
 
 
 def cli(argv: list[str]) -> int:
