@@ -237,3 +237,20 @@ def test_list_gives_one_line_per_component(capsys):
     assert "hiera_base " in out and "Hiera (base size)" in out
     assert "MOIRAI any-variate encoder (DIVER-1), 64 wide, 2 layers" in out  # moirai_test
     assert "Hann STFT power in dB" in out  # spectrogram: its schema's docstring
+
+
+def test_moirai_checks_run_without_building_the_model(capsys):
+    problems = _problems(
+        capsys, "recipe=diver1-iEEG", "backbone.d_model=100", "backbone.dropout=1.5"
+    )
+    assert problems == [
+        "backbone: d_model 100 must be a multiple of head_dim 32 and of 4",
+        "backbone: d_model 100 must be a multiple of 16 for 50-sample patches",
+        "backbone: dropout=1.5 must be in [0, 1)",
+    ]
+    # every size of every family validates with its defaults
+    from efm import registry
+
+    for name in registry.names("backbones", "moirai_*") + registry.names("backbones", "hiera_*"):
+        comp = registry.get("backbones", name)
+        assert comp.schema(**comp.defaults()).check() == [], name
