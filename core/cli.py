@@ -37,6 +37,11 @@ EXTERNAL = {
     "probe": "efm.evaluate.run:cli",
     "mup-check": "efm.train.mup_check:cli",
 }
+EXTERNAL_HELP = {
+    "prepare": "recordings on disk to WebDataset shards (without training)",
+    "probe": "linear probes of a run's frozen encoder, into its report",
+    "mup-check": "muP coordinate-check plot of a backbone",
+}
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -231,7 +236,15 @@ def _global_flags(parser: argparse.ArgumentParser, default: Any) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="efm", description="EEG/iEEG foundation models.")
+    p = _Parser(
+        prog="efm",
+        description="EEG/iEEG foundation models.",
+        epilog=textwrap.fill(
+            "efm COMMAND --help shows each command's options. To start: efm run recipe=epi250k "
+            "(the demo), efm list, efm validate recipe=epi250k.",
+            98,
+        ),
+    )
     _global_flags(p, False)
     p.add_argument("--version", action="version", version=_version())
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -277,7 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("args", nargs="*", metavar="recipe=NAME PATH")
     s.set_defaults(func=cmd_cp)
     for name in EXTERNAL:
-        s = sub.add_parser(name, help=f"see `efm {name} --help`", add_help=False)
+        s = sub.add_parser(name, help=EXTERNAL_HELP[name], add_help=False)
         s.add_argument("rest", nargs=argparse.REMAINDER)
         s.set_defaults(func=None, external=name)
     return p

@@ -206,7 +206,7 @@ def test_run_help_lists_profiles_keys_and_output(capsys):
     assert "``" not in out and ":class:" not in out
 
 
-@pytest.mark.parametrize("command", ["pretrain", "prepare", "probe", "validate"])
+@pytest.mark.parametrize("command", ["pretrain", "prepare", "probe", "validate", "mup-check"])
 def test_other_help_is_useful_and_plain(capsys, command):
     with pytest.raises(SystemExit) as exc:
         main([command, "--help"])
@@ -216,6 +216,14 @@ def test_other_help_is_useful_and_plain(capsys, command):
     assert "``" not in out and ":class:" not in out and ":func:" not in out
     if command == "pretrain":
         assert "pretrain, without probes" in out and "recipes and their profiles" in out
+
+
+def test_top_level_help_is_plain(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert "`" not in out and "efm COMMAND --help" in out
+    assert "prepare   recordings on disk to WebDataset shards" in out
 
 
 def test_plain_strips_rst():
