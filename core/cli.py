@@ -95,7 +95,14 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     if args.dry_run:
         sys.stdout.write(to_yaml(cfg))
         return 0
-    return int(_train_run().cli_pretrain(args.overrides) or 0)
+    # cli_pretrain composes the same overrides again: its notes (group choices) were said above
+    notes = logging.getLogger("efm.config")
+    level = notes.level
+    notes.setLevel(logging.WARNING)
+    try:
+        return int(_train_run().cli_pretrain(args.overrides) or 0)
+    finally:
+        notes.setLevel(level)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
