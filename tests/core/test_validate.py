@@ -7,9 +7,9 @@ import logging
 import pytest
 import yaml
 
-from efm import config
+from efm import validate
 from efm.cli import main, plain
-from efm.config import check, checker, compose
+from efm.config import check, checker, compose  # re-exported from efm.validate
 from efm.errors import ConfigError
 
 
@@ -165,7 +165,7 @@ def test_group_choice_keeps_shared_options(caplog):
 
 def test_checker_is_the_extension_point(monkeypatch):
     seen = []
-    monkeypatch.setattr(config, "CHECKS", list(config.CHECKS))
+    monkeypatch.setattr(validate, "CHECKS", list(validate.CHECKS))
 
     @checker("backbone", "train")
     def steps_vs_depth(cfg):
