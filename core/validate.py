@@ -285,11 +285,14 @@ def _validated(cfg: dict[str, Any], paths: bool, earlier: list[str]) -> dict[str
     return out
 
 
-@checker("representation", "backbone")
+@checker()
 def _families(cfg: dict[str, Any]) -> list[str]:
-    """The representation gives inputs of a family the backbone accepts."""
-    rep = _registry.get("tokenizers", cfg["representation"]["name"])
-    bb = _registry.get("backbones", cfg["backbone"]["name"])
+    """The representation gives inputs of a family the backbone accepts (names alone decide)."""
+    try:
+        rep = _registry.get("tokenizers", str(cfg["representation"]["name"]))
+        bb = _registry.get("backbones", str(cfg["backbone"]["name"]))
+    except (KeyError, TypeError, UnknownNameError, NotAvailableError):
+        return []  # a node or a name is missing: reported by the first pass
     family = rep.meta.get("family", "image")
     accepts = tuple(bb.meta.get("accepts", ("image",)))
     if family in accepts:

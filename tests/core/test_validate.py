@@ -262,3 +262,12 @@ def test_moirai_checks_run_without_building_the_model(capsys):
     for name in registry.names("backbones", "moirai_*") + registry.names("backbones", "hiera_*"):
         comp = registry.get("backbones", name)
         assert comp.schema(**comp.defaults()).check() == [], name
+
+
+def test_family_mismatch_reported_with_option_problems(capsys):
+    problems = _problems(capsys, "recipe=epi250k", "backbone=moirai_test", "backbone.bogus=1")
+    assert len(problems) == 2
+    assert problems[0].startswith("backbone.bogus: unknown option for backbone 'moirai_test'")
+    assert problems[1].startswith(
+        "representation 'spectrogram' gives 'image' inputs but backbone 'moirai_test' accepts token"
+    )
