@@ -1,6 +1,7 @@
 """The ``efm`` command.
 
 ``efm run recipe=NAME [overrides]``      prepare (if needed), pretrain, probe and report
+``efm pretrain recipe=NAME [overrides]`` prepare (if needed) and pretrain, without probes
 ``efm prepare recipe=NAME data.root=DIR out=DIR workers=N``
 ``efm validate recipe=NAME [overrides]`` print the resolved YAML, or every problem at once
 ``efm list [kind] [glob]``               registered components
@@ -8,8 +9,9 @@
 ``efm cp recipe=NAME PATH``              copy a recipe to edit it
 ``efm mup-check``                        muP coordinate check plot
 
-Errors that users can cause (:class:`efm.errors.EfmError`) print one line, ``error: ...``, and exit
-with status 2; ``--debug`` shows the traceback instead.
+Overrides and flags mix in any order (``efm run recipe=epi250k --dry-run train.steps=5``).
+Errors that users can cause (:class:`efm.errors.EfmError`) print ``error: ...`` (a config error one
+line per problem) and exit with status 2; ``--debug`` shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -18,20 +20,27 @@ import argparse
 import importlib
 import json
 import logging
+import re
 import sys
+import textwrap
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from efm.errors import EfmError, UsageError
+from efm.errors import ConfigError, EfmError, UsageError
 
 log = logging.getLogger("efm.cli")
 
 # subcommands implemented in their own modules: name -> "module:function(argv) -> int"
 EXTERNAL = {
     "prepare": "efm.data.prepare:cli",
-    "pretrain": "efm.train.run:cli_pretrain",
     "probe": "efm.evaluate.run:cli",
     "mup-check": "efm.train.mup_check:cli",
+}
+EXTERNAL_HELP = {
+    "prepare": "recordings on disk to WebDataset shards (without training)",
+    "probe": "linear probes of a run's frozen encoder, into its report",
+    "mup-check": "muP coordinate-check plot of a backbone",
 }
 
 
@@ -51,27 +60,49 @@ def _setup_logging(verbose: bool) -> None:
 def cmd_validate(args: argparse.Namespace) -> int:
     from efm.config import compose, to_yaml
 
-    cfg = compose(args.overrides)
+    cfg = compose(args.overrides, paths=True)
     sys.stdout.write(to_yaml(cfg))
     return 0
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from efm.config import compose, to_yaml
-
-    cfg = compose(args.overrides)
-    if args.dry_run:
-        sys.stdout.write(to_yaml(cfg))
-        return 0
+def _train_run() -> Any:
     try:
-        module = importlib.import_module("efm.train.run")
+        return importlib.import_module("efm.train.run")
     except ModuleNotFoundError as exc:
         if exc.name != "efm.train.run":
             raise
         raise EfmError(
             "`efm run` is not available yet: the training engine is still being built"
         ) from exc
-    return int(module.run(cfg) or 0)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from efm.config import compose, to_yaml
+
+    cfg = compose(args.overrides, paths=True)  # every problem, files included, before any set-up
+    if args.dry_run:
+        sys.stdout.write(to_yaml(cfg))
+        return 0
+    return int(_train_run().run(cfg) or 0)
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    from efm.config import compose, to_yaml
+
+    if not args.overrides:
+        raise UsageError("efm pretrain needs recipe=NAME (see `efm pretrain --help`)")
+    cfg = compose(args.overrides, paths=True)
+    if args.dry_run:
+        sys.stdout.write(to_yaml(cfg))
+        return 0
+    # cli_pretrain composes the same overrides again: its notes (group choices) were said above
+    notes = logging.getLogger("efm.config")
+    level = notes.level
+    notes.setLevel(logging.WARNING)
+    try:
+        return int(_train_run().cli_pretrain(args.overrides) or 0)
+    finally:
+        notes.setLevel(level)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -84,11 +115,14 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(f"{kind}:")
         for name in rows:
             comp = reg.tables[kind][name]
-            extra = comp.meta.get("description") or ", ".join(
-                f"{k}={v}" for k, v in comp.meta.items() if k in ("family", "accepts", "extensions")
+            tags = ", ".join(
+                f"{k}={'/'.join(v) if isinstance(v, (tuple, list)) else v}"
+                for k, v in comp.meta.items()
+                if k in ("family", "accepts", "extensions")
             )
             alias = f" (aliases: {', '.join(comp.aliases)})" if comp.aliases else ""
-            print(f"  {name:<24} {comp.distribution:<14} {extra}{alias}")
+            text = plain(comp.description) + (f" [{tags}]" if tags else "")
+            print(f"  {name:<24} {comp.distribution:<14} {text}{alias}")
     return 0
 
 
@@ -122,30 +156,148 @@ def cmd_cp(args: argparse.Namespace) -> int:
     return 0
 
 
+_ROLE = re.compile(r":[a-z:]+:`~?([^`<]*?)(?:\\s*<[^>]*>)?`")
+
+
+def plain(text: str) -> str:
+    """Docstring text without reStructuredText markup, for help and listings."""
+    text = _ROLE.sub(
+        lambda m: m.group(1).rsplit(".", 1)[-1] if "~" in m.group(0) else m.group(1), text
+    )
+    return text.replace("``", "").replace("`", "")
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose epilog is computed when help is shown (it loads the registry)."""
+
+    def __init__(self, *a: Any, epilog_fn: Callable[[], str] | None = None, **kw: Any) -> None:
+        kw.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*a, **kw)
+        self.epilog_fn = epilog_fn
+
+    def format_help(self) -> str:
+        if self.epilog_fn is not None:
+            self.epilog = self.epilog_fn()
+        return super().format_help()
+
+
+def _run_epilog(command: str) -> str:
+    """Recipes and profiles, the top-level keys, and where results go (``efm run --help``)."""
+    from dataclasses import fields
+
+    from efm import registry
+    from efm.config import core_schemas
+
+    recipes = registry.get_registry().tables["recipes"]
+    width = max([14, *map(len, recipes)])
+    lines = [
+        "recipes and their profiles (data.profile=NAME; auto: demo without data.root, full with):"
+    ]
+    for name, comp in recipes.items():
+        recipe = comp.builder if isinstance(comp.builder, dict) else {}
+        profiles = ", ".join(sorted({"demo", "full", *(recipe.get("profiles") or {})}))
+        lines.append(f"  {name:<{width}} {profiles:<11} {plain(comp.description)}")
+    lines += [
+        "",
+        "top-level keys (key.path=value sets, ~key.path deletes; `efm validate recipe=NAME` prints",
+        "every key with its value):",
+    ]
+
+    def entry(node: str, text: str) -> None:
+        lead = f"  {node:<15}"
+        lines.extend(textwrap.wrap(text, 98, initial_indent=lead, subsequent_indent=" " * 17))
+
+    for node, kind in registry.COMPONENT_NODES.items():
+        entry(
+            node,
+            f"a registered {registry.SINGULAR[kind]}: {node}=NAME chooses one (efm list {kind}), "
+            f"{node}.OPTION=value sets one of its options",
+        )
+    for node, schema in core_schemas().items():
+        entry(node, ", ".join(f.name for f in fields(schema)))  # type: ignore[arg-type]
+    lines += [
+        "",
+        "output:",
+        "  run directory  runs/<recipe>-<profile>-<hash>/ under the working directory",
+        "                 (train.run_dir=DIR chooses it; the same command resumes the same run):",
+        "                 config.yaml, provenance.json, metrics.csv, tensorboard/, checkpoints/,",
+        "                 figures/, embeddings/, report.md and report.json",
+        "  prepared data  ${EFM_CACHE:-~/.cache/efm}/shards/ (data.out=DIR chooses it);",
+        "                 the demo corpus under ${EFM_CACHE:-~/.cache/efm}/demo/",
+        "",
+        "examples:",
+        f"  efm {command} recipe=epi250k                        the demo profile, embedded corpus",
+        f"  efm {command} recipe=epi250k data.root=/data/edf    the paper's configuration",
+        f"  efm {command} recipe=epi250k --dry-run train.steps=5",
+    ]
+    return "\n".join(lines)
+
+
+def _global_flags(parser: argparse.ArgumentParser, default: Any) -> None:
+    parser.add_argument(
+        "--debug", action="store_true", default=default, help="show tracebacks for efm errors"
+    )
+    parser.add_argument(
+        "--verbose", action="store_true", default=default, help="let MNE and Neo log"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="efm", description="EEG/iEEG foundation models.")
-    p.add_argument("--debug", action="store_true", help="show tracebacks for efm errors")
-    p.add_argument("--verbose", action="store_true", help="let MNE and Neo log")
+    p = _Parser(
+        prog="efm",
+        description="EEG/iEEG foundation models.",
+        epilog=textwrap.fill(
+            "efm COMMAND --help shows each command's options. To start: efm run recipe=epi250k "
+            "(the demo), efm list, efm validate recipe=epi250k.",
+            98,
+        ),
+    )
+    _global_flags(p, False)
     p.add_argument("--version", action="version", version=_version())
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    s = sub.add_parser("run", help="prepare, pretrain, probe and report")
-    s.add_argument("--dry-run", action="store_true", help="print the resolved config and stop")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    # --debug / --verbose after the command too; SUPPRESS keeps those given before it
+    common = _Parser(add_help=False)
+    _global_flags(common, argparse.SUPPRESS)
+    for name, what in (
+        ("run", "prepare (if needed), pretrain, probe the encoder and write a report"),
+        ("pretrain", "prepare (if needed) and pretrain, without probes or report"),
+    ):
+        s = sub.add_parser(
+            name,
+            help=what,
+            parents=[common],
+            description=textwrap.fill(
+                f"efm {name}: {what}. Overrides (key=value) and flags may come in any order.", 98
+            ),
+            epilog_fn=lambda name=name: _run_epilog(name),  # type: ignore[misc]
+        )
+        s.add_argument("--dry-run", action="store_true", help="print the resolved config and stop")
+        s.add_argument("overrides", nargs="*", metavar="recipe=NAME key=value ~key")
+        s.set_defaults(func=cmd_run if name == "run" else cmd_pretrain)
+    s = sub.add_parser(
+        "validate",
+        help="resolve and check a recipe, print it as YAML",
+        parents=[common],
+        description=textwrap.fill(
+            "efm validate: resolve a recipe with its overrides and print it as YAML, or list "
+            "every problem (one line each, files on this machine included) and exit with status 2.",
+            98,
+        ),
+        epilog_fn=lambda: _run_epilog("validate"),
+    )
     s.add_argument("overrides", nargs="*", metavar="recipe=NAME key=value ~key")
-    s.set_defaults(func=cmd_run)
-    s = sub.add_parser("validate", help="resolve and check a recipe, print it as YAML")
-    s.add_argument("overrides", nargs="*")
     s.set_defaults(func=cmd_validate)
-    s = sub.add_parser("list", help="list registered components")
+    s = sub.add_parser("list", help="list registered components", parents=[common])
     s.add_argument("kind", nargs="?", help="readers, tokenizers, backbones, objectives or recipes")
     s.add_argument("pattern", nargs="?", default="*", help="glob, e.g. 'hiera*'")
     s.set_defaults(func=cmd_list)
-    s = sub.add_parser("plugins", help="loaded plugins as JSON")
+    s = sub.add_parser("plugins", help="loaded plugins as JSON", parents=[common])
     s.set_defaults(func=cmd_plugins)
-    s = sub.add_parser("cp", help="copy a recipe to a file for editing")
+    s = sub.add_parser("cp", help="copy a recipe to a file for editing", parents=[common])
     s.add_argument("args", nargs="*", metavar="recipe=NAME PATH")
     s.set_defaults(func=cmd_cp)
     for name in EXTERNAL:
-        s = sub.add_parser(name, help=f"see `efm {name} --help`", add_help=False)
+        s = sub.add_parser(name, help=EXTERNAL_HELP[name], add_help=False)
         s.add_argument("rest", nargs=argparse.REMAINDER)
         s.set_defaults(func=None, external=name)
     return p
@@ -168,16 +320,29 @@ def _external(name: str, argv: list[str]) -> int:
     return int(getattr(module, func)(argv) or 0)
 
 
+def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return action.choices[name]  # type: ignore[no-any-return]
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    # external subcommands own everything after their name, `--help` included
+    # the flags before the command are efm's own; the command's parser takes the rest, with
+    # overrides and flags in any order; external subcommands own everything after their name
     split = next((i for i, a in enumerate(argv) if not a.startswith("-")), len(argv))
-    if split < len(argv) and argv[split] in EXTERNAL:
-        args = parser.parse_args(argv[:split])
-        args.command, args.external, args.rest = argv[split], argv[split], argv[split + 1 :]
-    else:
-        args = parser.parse_args(argv)
+    args = parser.parse_args(argv[:split])
+    if split < len(argv):
+        name, rest = argv[split], argv[split + 1 :]
+        if name in EXTERNAL:
+            args.command, args.external, args.rest = name, name, rest
+        else:
+            sub = _subparser(parser, name) if name in _commands(parser) else None
+            if sub is None:
+                parser.parse_args(argv)  # argparse's "invalid choice" message, exit 2
+                return 2
+            args = sub.parse_intermixed_args(rest, namespace=args)
+            args.command = name
     _setup_logging(args.verbose)
     if args.command is None:
         parser.print_help()
@@ -186,6 +351,16 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "external", None):
             return _external(args.external, args.rest)
         return int(args.func(args) or 0)
+    except ConfigError as exc:
+        if args.debug:
+            raise
+        if len(exc.problems) == 1:
+            print(f"error: invalid config: {exc.problems[0]}", file=sys.stderr)
+        else:
+            print(f"error: invalid config ({len(exc.problems)} problems):", file=sys.stderr)
+            for problem in exc.problems:
+                print(f"  {problem}", file=sys.stderr)
+        return 2
     except EfmError as exc:
         if args.debug:
             raise
@@ -198,6 +373,11 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `efm plugins | head`
         sys.stderr.close()
         return 0
+
+
+def _commands(parser: argparse.ArgumentParser) -> list[str]:
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return list(action.choices)
 
 
 def entry(argv: list[str] | None = None) -> Any:  # pragma: no cover

@@ -7,25 +7,30 @@ A recipe is a mapping whose component nodes (``reader``, ``representation``, ``b
 ``recipe=NAME|PATH``
     The recipe to start from.
 ``backbone=NAME`` (any component node)
-    Replace the whole node by that component's defaults.
+    Choose that component (a group choice, below).
 ``a.b=value``
     Set a key; the value is parsed as YAML (``3``, ``0.1``, ``[1, 2]``, ``null``).
 ``~a.b``
     Delete a key (it falls back to the schema default).
 
-Validation collects every problem and raises one :class:`efm.errors.ConfigError`.
+A group choice keeps the options the node already holds (from the recipe, its profile or earlier
+overrides) that the new component shares with the old one, with the same default: choosing
+``backbone=moirai_test`` over ``{name: moirai_small, patch_len: 500}`` keeps ``patch_len: 500``;
+options the new component lacks or sizes differently (``d_model`` of another size) fall back to its
+defaults, and the CLI says which were dropped. ``~backbone backbone=NAME`` starts from the defaults.
+
+Validation lives in :mod:`efm.validate` (re-exported here): every problem at once, one
+:class:`efm.errors.ConfigError`.
 """
 
 from __future__ import annotations
 
 import copy
-from dataclasses import fields, is_dataclass
+import logging
 from pathlib import Path
 from typing import Any
 
 import yaml
-from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
 from efm import registry as _registry
 from efm.errors import (
@@ -36,34 +41,20 @@ from efm.errors import (
     UsageError,
     suggest,
 )
-
-
-def core_schemas() -> dict[str, type]:
-    """The schemas of the non-component nodes, owned by the modules that read them."""
-    from efm.data.config import DataConfig, PipelineConfig
-    from efm.evaluate.config import EvalConfig
-    from efm.train.config import OptimConfig, TrainConfig
-
-    return {
-        "data": DataConfig,
-        "pipeline": PipelineConfig,
-        "optim": OptimConfig,
-        "train": TrainConfig,
-        "eval": EvalConfig,
-    }
-
-
-NODES = (
-    "recipe",
-    "description",
-    "profiles",
-    *_registry.COMPONENT_NODES,
-    "data",
-    "pipeline",
-    "optim",
-    "train",
-    "eval",
+from efm.validate import (  # noqa: F401  (re-exported: efm.config.validate, check, checker ...)
+    CHECKS,
+    NODES,
+    _validated,
+    allowed_values,
+    check,
+    checker,
+    core_schemas,
+    resolve,
+    run_checks,
+    validate,
 )
+
+log = logging.getLogger("efm.config")
 
 
 def load_yaml(text: str, where: str) -> dict[str, Any]:
@@ -125,36 +116,91 @@ def _set(cfg: dict[str, Any], key: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
-def _del(cfg: dict[str, Any], key: str) -> None:
+def _del(cfg: dict[str, Any], key: str) -> list[str]:
     parts = key.split(".")
     node = cfg
     for p in parts[:-1]:
         node = node.get(p, {})
         if not isinstance(node, dict):
-            return
+            return []
     if parts[-1] not in node:
-        raise ConfigError([f"~{key}: there is no key {key!r} to delete"])
+        return [f"~{key}: there is no key {key!r} to delete"]
     del node[parts[-1]]
+    return []
 
 
 def _choose(cfg: dict[str, Any], node: str, name: Any) -> None:
+    """``node=NAME``: the component's defaults, plus the options of the old node that carry over."""
     kind = _registry.COMPONENT_NODES[node]
-    comp = _registry.get(kind, str(name))
-    cfg[node] = {"name": comp.name, **comp.defaults()}
+    try:
+        comp = _registry.get(kind, str(name))
+    except (UnknownNameError, NotAvailableError):
+        cfg[node] = {"name": name}  # reported with every other problem by validation
+        return
+    old = cfg.get(node)
+    kept, dropped = _carried(kind, {"name": old} if isinstance(old, str) else old, comp)
+    defaults = comp.defaults()
+    cfg[node] = {"name": comp.name, **defaults, **kept}
+    if dropped:
+        absent = {k: v for k, v in dropped.items() if k not in defaults}
+        reset = {k: v for k, v in dropped.items() if k in defaults}
+        said = [f"kept {_show(kept)}"] if kept else []
+        if absent:
+            said.append(f"dropped {_show(absent)} (not options of {comp.name})")
+        if reset:
+            said.append(
+                f"reset {_show(reset)} to {comp.name}'s defaults "
+                f"({_show({k: defaults[k] for k in reset})})"
+            )
+        log.info("%s=%s: %s", node, comp.name, "; ".join(said))
 
 
-def _apply(cfg: dict[str, Any], ops: list[tuple[str, str, Any]]) -> None:
+def _show(values: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in values.items())
+
+
+def _carried(
+    kind: str, old: Any, new: _registry.Component
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split the old node's options into those that carry over to ``new`` and those dropped.
+
+    An option carries over when the old component and the new one both have it with the same
+    default (it means the same in both); a size's own numbers (``d_model`` of ``moirai_small`` vs
+    ``moirai_test``) and options the new component lacks do not.
+    """
+    if not isinstance(old, dict):
+        return {}, {}
+    options = {k: v for k, v in old.items() if k != "name"}
+    try:
+        prev = _registry.get(kind, str(old.get("name")))
+    except (UnknownNameError, NotAvailableError):
+        return {}, options
+    before, after = prev.defaults(), new.defaults()
+    kept = {
+        k: v for k, v in options.items() if k in before and k in after and before[k] == after[k]
+    }
+    return kept, {k: v for k, v in options.items() if k not in kept}
+
+
+def _apply(cfg: dict[str, Any], ops: list[tuple[str, str, Any]]) -> list[str]:
+    problems: list[str] = []
     for op, key, value in ops:
         if op == "del":
-            _del(cfg, key)
+            problems += _del(cfg, key)
         elif op == "choose":
             _choose(cfg, key, value)
         else:
             _set(cfg, key, value)
+    return problems
 
 
-def compose(args: list[str], default_recipe: str | None = None) -> dict[str, Any]:
-    """Build the resolved config from ``recipe=... key=value ~key ...`` and validate it."""
+def compose(
+    args: list[str], default_recipe: str | None = None, *, paths: bool = False
+) -> dict[str, Any]:
+    """Build the resolved config from ``recipe=... key=value ~key ...`` and validate it.
+
+    ``paths=True`` also checks the files the config names on this machine (see :func:`validate`).
+    """
     recipe, ops = parse_overrides(args)
     recipe = recipe or default_recipe
     if recipe is None:
@@ -168,19 +214,19 @@ def compose(args: list[str], default_recipe: str | None = None) -> dict[str, Any
     if profile in (None, "auto"):
         profile = "demo" if data.get("root") in (None, "") else "full"
     cfg = copy.deepcopy(base)
+    problems: list[str] = []
     if profile in profiles:
         _merge(cfg, profiles[profile])
     elif profile not in ("demo", "full"):
-        raise ConfigError(
-            [
-                f"data.profile: recipe {name!r} has no profile {profile!r}; "
-                + suggest(str(profile), ["auto", "demo", "full", *profiles])
-            ]
+        known = sorted({"auto", "demo", "full", *profiles})
+        problems.append(
+            f"data.profile: recipe {name!r} has no profile {profile!r}; "
+            + suggest(str(profile), known)
         )
-    _apply(cfg, ops)
+    problems += _apply(cfg, ops)
     cfg["recipe"] = name
     cfg.setdefault("data", {})["profile"] = profile
-    return validate(cfg)
+    return _validated(cfg, paths, problems)
 
 
 def _merge(dst: dict[str, Any], src: dict[str, Any]) -> None:
@@ -189,85 +235,6 @@ def _merge(dst: dict[str, Any], src: dict[str, Any]) -> None:
             _merge(dst[k], v)
         else:
             dst[k] = copy.deepcopy(v)
-
-
-def _check_node(path: str, schema: type, given: Any, problems: list[str], owner: str) -> dict:
-    """Merge ``given`` into the schema's defaults key by key, collecting every problem."""
-    base = OmegaConf.structured(schema)
-    if given is None:
-        given = {}
-    if not isinstance(given, dict):
-        problems.append(f"{path}: expected a mapping, got {given!r}")
-        return OmegaConf.to_container(base, resolve=True)  # type: ignore[return-value]
-    names = [f.name for f in fields(schema)] if is_dataclass(schema) else []
-    for key, value in given.items():
-        if key == "name" and owner:
-            continue
-        if key not in names:
-            problems.append(
-                f"{path}.{key}: unknown option for {owner or path}; {suggest(key, names)}"
-            )
-            continue
-        try:
-            base = OmegaConf.merge(base, {key: value})
-        except OmegaConfBaseException as exc:
-            msg = str(exc).splitlines()[0]
-            problems.append(f"{path}.{key}={value!r}: {msg}")
-    return OmegaConf.to_container(base, resolve=True)  # type: ignore[return-value]
-
-
-def validate(cfg: dict[str, Any]) -> dict[str, Any]:
-    """Resolve names, fill defaults, check types and compatibility; raise every problem at once."""
-    problems: list[str] = []
-    out: dict[str, Any] = {"recipe": cfg.get("recipe", "?")}
-    if cfg.get("description"):
-        out["description"] = cfg["description"]
-    for key in cfg:
-        if key not in NODES:
-            problems.append(f"{key}: unknown recipe node; {suggest(key, NODES[3:])}")
-    comps: dict[str, _registry.Component] = {}
-    for node, kind in _registry.COMPONENT_NODES.items():
-        given = cfg.get(node)
-        if given is None:
-            continue
-        if isinstance(given, str):
-            given = {"name": given}
-        if not isinstance(given, dict) or "name" not in given:
-            problems.append(
-                f"{node}: needs a 'name' naming a registered {_registry.SINGULAR[kind]}"
-            )
-            continue
-        try:
-            comp = _registry.get(kind, str(given["name"]))
-        except (UnknownNameError, NotAvailableError) as exc:
-            problems.append(f"{node}.name: {exc}")
-            out[node] = given
-            continue
-        comps[node] = comp
-        if comp.schema is None:
-            out[node] = {"name": comp.name, **{k: v for k, v in given.items() if k != "name"}}
-        else:
-            values = _check_node(node, comp.schema, given, problems, f"{node} {comp.name!r}")
-            out[node] = {"name": comp.name, **values}
-    for node, schema in core_schemas().items():
-        out[node] = _check_node(node, schema, cfg.get(node), problems, "")
-    rep, bb = comps.get("representation"), comps.get("backbone")
-    if rep is not None and bb is not None:
-        family = rep.meta.get("family", "image")
-        accepts = tuple(bb.meta.get("accepts", ("image",)))
-        if family not in accepts:
-            ok = [
-                n
-                for n, c in _registry.get_registry().tables["tokenizers"].items()
-                if c.meta.get("family", "image") in accepts
-            ]
-            problems.append(
-                f"representation {rep.name!r} gives {family!r} inputs but backbone {bb.name!r} "
-                f"accepts {', '.join(accepts)}; compatible representations: {', '.join(ok) or 'none'}"
-            )
-    if problems:
-        raise ConfigError(problems)
-    return out
 
 
 def to_yaml(cfg: dict[str, Any]) -> str:

@@ -8,6 +8,8 @@
 from __future__ import annotations
 
 import fnmatch
+import functools
+import inspect
 import logging
 import sys
 from collections.abc import Callable, Iterator
@@ -50,6 +52,18 @@ class Component:
     aliases: tuple[str, ...] = ()
     meta: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def description(self) -> str:
+        """One line: the registration's ``description=``, else the builder's or schema's docstring."""
+        given = self.meta.get("description")
+        if given:
+            return str(given).strip().splitlines()[0]
+        for obj in (self.builder, self.schema):
+            line = _doc_line(obj)
+            if line:
+                return line
+        return ""
+
     def defaults(self) -> dict[str, Any]:
         """The schema's defaults as a plain dict (empty when there is no schema)."""
         if self.schema is None or not is_dataclass(self.schema):
@@ -57,6 +71,20 @@ class Component:
         from omegaconf import OmegaConf
 
         return OmegaConf.to_container(OmegaConf.structured(self.schema), resolve=True)  # type: ignore[return-value]
+
+
+def _doc_line(obj: Any) -> str:
+    """The first line of a callable's or class's own docstring ('' for dataclasses' generated ones)."""
+    while isinstance(obj, functools.partial):
+        obj = obj.func
+    if obj is None or isinstance(obj, (dict, str, Path)):
+        return ""
+    for owner in obj.__mro__ if isinstance(obj, type) else (obj,):
+        doc = inspect.cleandoc(getattr(owner, "__doc__", None) or "")
+        name = getattr(owner, "__name__", "")
+        if doc and not doc.startswith(f"{name}(") and owner is not object:
+            return doc.split("\n\n")[0].replace("\n", " ")
+    return ""
 
 
 class Registry:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 
 @dataclass
@@ -26,11 +27,11 @@ class DataConfig:
     root: str | None = None
     out: str | None = None
     profile: str = "auto"
-    workers: int = 1
+    workers: int = field(default=1, metadata={"ge": 0})
     glob: str = "**/*"
     patient_regex: str = r"(?:^|/)(?P<patient>[^/_.]+)[^/]*$"
-    demo_patients: int = 6
-    demo_minutes: float = 10.0
+    demo_patients: int = field(default=6, metadata={"ge": 1})
+    demo_minutes: float = field(default=10.0, metadata={"gt": 0})
     demo_seed: int = 0
     file_labels: dict[str, dict[str, int]] = field(default_factory=dict)
 
@@ -46,17 +47,19 @@ class PipelineConfig:
     ``taxonomy`` is ``default`` or a YAML file in the format of ``efm/data/taxonomy.yaml``.
     """
 
-    path: str = "eeg"  # "eeg": 10-20 channels averaged to regions; "ieeg": every channel kept
-    sfreq: float = 250.0
-    epoch_s: float = 30.0
-    min_epochs: int = 10
+    path: Literal["eeg", "ieeg"] = (
+        "eeg"  # "eeg": 10-20 channels averaged to regions; "ieeg": every channel kept
+    )
+    sfreq: float = field(default=250.0, metadata={"gt": 0})
+    epoch_s: float = field(default=30.0, metadata={"gt": 0})
+    min_epochs: int = field(default=10, metadata={"ge": 1})
     l_freq: float | None = 0.5
     h_freq: float | None = 100.0
     notch: float | None = None  # None: detect 50 or 60 Hz from the spectrum; 0 disables
     regions: str = "default"
-    sleep_staging: str = "auto"  # auto | yasa | gssc | none
-    shard_max_epochs: int = 1000
+    sleep_staging: Literal["auto", "yasa", "gssc", "none"] = "auto"
+    shard_max_epochs: int = field(default=1000, metadata={"ge": 1})
     channels: list[str] = field(default_factory=list)  # empty: the 19 electrodes of the 10-20 set
-    min_electrodes: int = 10
-    label_min_overlap_s: float = 10.0
+    min_electrodes: int = field(default=10, metadata={"ge": 1})
+    label_min_overlap_s: float = field(default=10.0, metadata={"ge": 0})
     taxonomy: str = "default"

@@ -281,20 +281,25 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"efm prepare: {message}")
 
 
-def compose_data(overrides: list[str]) -> dict[str, Any]:
-    """The resolved config for preparing data: the model nodes are left out (not needed here)."""
+def compose_data(overrides: list[str], paths: bool = False) -> dict[str, Any]:
+    """The resolved config for preparing data: the model nodes are left out (not needed here).
+
+    ``paths=True`` (the CLI) also checks that ``data.root`` and the pipeline's files exist.
+    """
     from efm.config import compose, parse_overrides, recipe_mapping
 
     model = ("representation", "backbone", "objective")
     recipe, _ = parse_overrides(overrides)
     base = recipe_mapping(recipe)[1] if recipe else {}
     keep = [o for o in overrides if o.lstrip("~").split("=")[0].split(".")[0] not in model]
-    return compose(keep + [f"~{n}" for n in model if n in base])
+    return compose(keep + [f"~{n}" for n in model if n in base], paths=paths)
 
 
 def cli(argv: list[str]) -> int:
     """``efm prepare`` entry point (raw argv after the subcommand)."""
-    p = _Parser(prog="efm prepare", description=(__doc__ or "").split("\n\n")[0])
+    from efm.cli import plain
+
+    p = _Parser(prog="efm prepare", description=plain((__doc__ or "").split("\n\n")[0]))
     p.add_argument("--shard-index", type=int, default=0, help="this partition (0-based)")
     p.add_argument("--num-shards", type=int, default=1, help="number of partitions")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -304,7 +309,7 @@ def cli(argv: list[str]) -> int:
     for o in args.overrides:
         key, sep, value = o.partition("=")
         overrides.append(f"{SHORT[key]}={value}" if sep and key in SHORT else o)
-    cfg = compose_data(overrides)
+    cfg = compose_data(overrides, paths=True)
     summary = prepare(cfg, args.shard_index, args.num_shards, progress=not args.no_progress)
     sys.stdout.write(format_summary(summary))
     return 1 if summary["failed"] else 0

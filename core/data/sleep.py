@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+from typing import Any
 
 import numpy as np
 
@@ -114,7 +115,7 @@ def stage(
     return _gssc(raw, [c for c in ("C3", "C4", "F3", "F4") if c in ch_names], out)
 
 
-def _gssc(raw, eeg: list[str], out: np.ndarray) -> np.ndarray:  # pragma: no cover - opt-in
+def _gssc(raw: Any, eeg: list[str], out: np.ndarray) -> np.ndarray:  # pragma: no cover - opt-in
     """GSSC inference; its pickled modules are loaded with ``weights_only=False`` (trusted opt-in)."""
     import importlib.resources as res
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 
 @dataclass
@@ -14,10 +15,10 @@ class EvalConfig:
     is used to compute embeddings; ``max_epochs`` caps how many epochs are embedded (0: all).
     """
 
-    probe: str = "logistic"
+    probe: Literal["logistic"] = "logistic"
     tasks: list[str] = field(default_factory=lambda: ["seizure"])
-    test_fraction: float = 0.3
-    seeds: int = 3
-    C: float = 1.0
-    batch_size: int = 64
-    max_epochs: int = 0
+    test_fraction: float = field(default=0.3, metadata={"gt": 0, "lt": 1})
+    seeds: int = field(default=3, metadata={"ge": 1})
+    C: float = field(default=1.0, metadata={"gt": 0})
+    batch_size: int = field(default=64, metadata={"ge": 1})
+    max_epochs: int = field(default=0, metadata={"ge": 0})

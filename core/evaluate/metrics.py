@@ -8,6 +8,8 @@ Everything is vectorised over samples; loops run over classes only where a per-c
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from scipy.stats import rankdata
 
@@ -69,7 +71,9 @@ def binary_average_precision(y: np.ndarray, score: np.ndarray) -> float:
     return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
 
-def _one_vs_rest(fn, y: np.ndarray, proba: np.ndarray) -> float:
+def _one_vs_rest(
+    fn: Callable[[np.ndarray, np.ndarray], float], y: np.ndarray, proba: np.ndarray
+) -> float:
     if proba.ndim == 1 or proba.shape[1] == 2:
         return fn(y == 1, proba if proba.ndim == 1 else proba[:, 1])
     return float(np.mean([fn(y == k, proba[:, k]) for k in range(proba.shape[1])]))

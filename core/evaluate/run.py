@@ -108,14 +108,17 @@ def _shortcuts(argv: list[str]) -> list[str]:
 
 def cli(argv: list[str]) -> int:
     """``efm probe`` entry point (raw argv after the subcommand)."""
+    from efm.cli import plain
     from efm.config import compose, validate
 
-    p = argparse.ArgumentParser(prog="efm probe", description=(__doc__ or "").split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        prog="efm probe", description=plain((__doc__ or "").split("\n\n")[0])
+    )
     p.add_argument("--run-dir", help="a run directory (its config.yaml and newest checkpoint)")
     p.add_argument("--checkpoint", help="a checkpoint directory or model.safetensors file")
     p.add_argument("--random-init", action="store_true", help="probe the untrained encoder")
     p.add_argument("overrides", nargs="*", metavar="recipe=NAME key=value")
-    args = p.parse_args(_shortcuts(argv))
+    args = p.parse_intermixed_args(_shortcuts(argv))  # overrides before or after flags
     if args.run_dir and not any(o.startswith("recipe=") for o in args.overrides):
         import yaml
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 
 @dataclass
@@ -14,16 +15,16 @@ class OptimConfig:
     over every parameter of both optimizers, taken before either steps.
     """
 
-    muon_lr: float = 0.02
+    muon_lr: float = field(default=0.02, metadata={"ge": 0})
     muon_momentum: float = 0.95
-    muon_weight_decay: float = 0.0
-    adamw_lr: float = 3e-4
+    muon_weight_decay: float = field(default=0.0, metadata={"ge": 0})
+    adamw_lr: float = field(default=3e-4, metadata={"ge": 0})
     adamw_betas: tuple[float, float] = (0.9, 0.95)
     adamw_eps: float = 1e-10
-    weight_decay: float = 0.05
-    warmup_steps: int = 100
-    min_lr_ratio: float = 0.1
-    grad_clip: float = 1.0
+    weight_decay: float = field(default=0.05, metadata={"ge": 0})
+    warmup_steps: int = field(default=100, metadata={"ge": 0})
+    min_lr_ratio: float = field(default=0.1, metadata={"ge": 0, "le": 1})
+    grad_clip: float = field(default=1.0, metadata={"ge": 0})
     use_muon: bool = True
 
 
@@ -40,19 +41,21 @@ class TrainConfig:
     same command resumes the same run.
     """
 
-    steps: int = 1000
-    batch_size: int = 64
+    steps: int = field(default=1000, metadata={"ge": 1})
+    batch_size: int = field(default=64, metadata={"ge": 1})
     seed: int = 0
-    precision: str = "auto"  # auto | fp32 | bf16
-    compile: str = "none"  # none | default | max-autotune | reduce-overhead
-    num_workers: int = 2
-    shuffle_buffer: int = 1000
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    compile: Literal["none", "default", "max-autotune", "reduce-overhead"] = "none"
+    num_workers: int = field(default=2, metadata={"ge": 0})
+    shuffle_buffer: int = field(default=1000, metadata={"ge": 0})
     resampled: bool = True
-    log_every: int = 10
-    ckpt_every: int = 500
-    keep_ckpts: int = 2
+    log_every: int = field(default=10, metadata={"ge": 1})
+    ckpt_every: int = field(default=500, metadata={"ge": 1})
+    keep_ckpts: int = field(default=2, metadata={"ge": 1})
     figures: bool = True
-    figures_every: int = 0  # 0: reconstruction figures at checkpoints and at the end only
+    figures_every: int = field(
+        default=0, metadata={"ge": 0}
+    )  # 0: reconstruction figures at checkpoints and at the end only
     run_dir: str | None = None
     resume: bool = True
     activation_checkpointing: bool = False

@@ -17,6 +17,7 @@ import argparse
 import json
 import logging
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +73,7 @@ def coord_check(
         ]
         opt = torch.optim.Adam([*groups, {"params": list(head.parameters()), "lr": lr}])
 
-        def hook(name: str):
+        def hook(name: str) -> Callable[[Any, Any, Any], None]:
             def fn(_mod: Any, _inp: Any, out: Any) -> None:
                 acts[name] = float(out.detach().abs().mean())
 
@@ -137,7 +138,9 @@ def plot(results: list[dict[str, Any]], path: str | Path) -> Path:
 
 def cli(argv: list[str]) -> int:
     """``efm mup-check``: coordinate check under muP and standard parametrisation, to a PNG."""
-    ap = argparse.ArgumentParser(prog="efm mup-check", description=__doc__.splitlines()[0])
+    from efm.cli import plain
+
+    ap = argparse.ArgumentParser(prog="efm mup-check", description=plain(__doc__.splitlines()[0]))
     ap.add_argument("--backbone", default="moirai_test")
     ap.add_argument("--widths", default="64,128,256,512", help="comma-separated d_model values")
     ap.add_argument("--steps", type=int, default=4)

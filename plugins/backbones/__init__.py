@@ -13,11 +13,20 @@ def efm_register_backbones(register):
     from efm_plugins.backbones.moirai_config import CONFIGS as _MOIRAI
 
     for _name, _schema in _MOIRAI.items():
-        register(_name, _build_moirai, _schema, accepts=("token",))
+        _d = _schema()
+        _about = f"MOIRAI any-variate encoder (DIVER-1), {_d.d_model} wide, {_d.n_layers} layers"
+        register(_name, _build_moirai, _schema, accepts=("token",), description=_about)
     from efm_plugins.backbones.hiera_config import HIERA_SIZES, HieraConfig
 
     for _size in HIERA_SIZES:
-        register(f"hiera_{_size}", partial(_build_hiera, _size), HieraConfig, accepts=("image",))
+        _about = f"Hiera ({_size.replace('_', '-')} size), hierarchical ViT for 2D or 3D images"
+        register(
+            f"hiera_{_size}",
+            partial(_build_hiera, _size),
+            HieraConfig,
+            accepts=("image",),
+            description=_about,
+        )
 
 
 def _build_hiera(size, **cfg):

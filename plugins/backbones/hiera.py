@@ -31,30 +31,11 @@ from torch.utils.checkpoint import checkpoint
 
 from efm.errors import ConfigError
 from efm.interfaces import BackboneOutput
+from efm_plugins.backbones.hiera_config import DEFAULTS as _DEFAULTS
+from efm_plugins.backbones.hiera_config import validate as _validate
 
 log = logging.getLogger("efm.plugins.hiera")
 
-# Defaults chosen by the number of spatial dimensions (2: image, 3: EPI-250k "video" of regions).
-_DEFAULTS = {
-    2: {
-        "q_stride": (2, 2),
-        "mask_unit_size": (8, 8),
-        "patch_kernel": (7, 7),
-        "patch_stride": (4, 4),
-        "patch_padding": (3, 3),
-        "in_chans": 8,
-        "sep_pos_embed": False,
-    },
-    3: {
-        "q_stride": (1, 2, 2),
-        "mask_unit_size": (1, 8, 8),
-        "patch_kernel": (1, 7, 7),
-        "patch_stride": (1, 4, 4),
-        "patch_padding": (0, 3, 3),
-        "in_chans": 1,
-        "sep_pos_embed": True,
-    },
-}
 _MAE_ONLY = ("encoder_norm.", "multi_scale_fusion_heads.", "decoder_", "mask_token")
 
 
@@ -653,47 +634,6 @@ class Hiera(nn.Module):
         """Random input ``[B, in_chans, *input_size]`` on the model's device."""
         device = self.patch_embed.proj.weight.device
         return torch.randn(batch_size, self.in_chans, *self.input_size, device=device)
-
-
-def _validate(
-    size: tuple[int, ...],
-    stages: tuple[int, ...],
-    q_pool: int,
-    mask_unit_attn: Sequence[bool],
-    sep: bool,
-    tup: dict[str, tuple[int, ...]],
-) -> None:
-    """Collect every problem with a Hiera configuration into one ConfigError."""
-    d, problems = len(size), []
-    for k, v in tup.items():
-        if len(v) != d:
-            problems.append(f"hiera: {k}={list(v)} must have {d} entries like input_size")
-    if not 0 <= q_pool < len(stages):
-        problems.append(f"hiera: q_pool={q_pool} must be in [0, {len(stages) - 1}]")
-    if len(mask_unit_attn) < len(stages):
-        problems.append(f"hiera: mask_unit_attn needs {len(stages)} entries")
-    if sep and d != 3:
-        problems.append("hiera: sep_pos_embed needs a 3D input_size (T, H, W)")
-    if problems:
-        raise ConfigError(problems)
-    unit = [q ** (len(stages) - 1) for q in tup["q_stride"]]
-    if list(tup["mask_unit_size"]) != unit:
-        problems.append(
-            f"hiera: mask_unit_size={list(tup['mask_unit_size'])} must equal "
-            f"q_stride ** {len(stages) - 1} = {unit}"
-        )
-    ker, s, p = tup["patch_kernel"], tup["patch_stride"], tup["patch_padding"]
-    for j in range(d):
-        tokens = (size[j] + 2 * p[j] - ker[j]) // s[j] + 1
-        if tokens != size[j] // s[j] or (size[j] // s[j]) % unit[j] or size[j] % s[j]:
-            step = s[j] * unit[j]
-            problems.append(
-                f"hiera: input_size[{j}]={size[j]} must be a multiple of "
-                f"patch_stride * mask unit = {step} (e.g. {max(step, size[j] // step * step)})"
-                f" with a stem that keeps size / stride tokens"
-            )
-    if problems:
-        raise ConfigError(problems)
 
 
 # -- sizes: builders that only set numbers -------------------------------------------------------

@@ -7,10 +7,38 @@ an option that any size takes. ``None`` means "chosen from the dimensionality": 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
+
+from efm.errors import ConfigError
 
 # Registered as ``hiera_<size>``; the numbers live in the builders of ``efm_plugins.backbones.hiera``.
 HIERA_SIZES = ("tiny", "small", "base", "base_plus", "large", "huge", "test")
+# every size has four stages (only their number matters to the checks below)
+N_STAGES = 4
+
+# Defaults chosen by the number of spatial dimensions (2: image, 3: EPI-250k "video" of regions).
+DEFAULTS: dict[int, dict[str, Any]] = {
+    2: {
+        "q_stride": (2, 2),
+        "mask_unit_size": (8, 8),
+        "patch_kernel": (7, 7),
+        "patch_stride": (4, 4),
+        "patch_padding": (3, 3),
+        "in_chans": 8,
+        "sep_pos_embed": False,
+    },
+    3: {
+        "q_stride": (1, 2, 2),
+        "mask_unit_size": (1, 8, 8),
+        "patch_kernel": (1, 7, 7),
+        "patch_stride": (1, 4, 4),
+        "patch_padding": (0, 3, 3),
+        "in_chans": 1,
+        "sep_pos_embed": True,
+    },
+}
 
 
 @dataclass
@@ -51,3 +79,67 @@ class HieraConfig:
     head_dropout: float = 0.0
     sep_pos_embed: bool | None = None
     activation_checkpointing: bool = False
+
+    def check(self) -> list[str]:
+        """Hiera's own constructor checks, from the options alone (config validation calls this)."""
+        if self.input_size is None:  # derived elsewhere
+            return []
+        size = tuple(int(i) for i in self.input_size)
+        d = len(size)
+        if d not in DEFAULTS:
+            return [
+                f"hiera: input_size must have 2 (H, W) or 3 (T, H, W) entries, got {list(size)}"
+            ]
+        tup = {
+            k: tuple(
+                int(i) for i in (DEFAULTS[d][k] if getattr(self, k) is None else getattr(self, k))
+            )
+            for k in ("q_stride", "mask_unit_size", "patch_kernel", "patch_stride", "patch_padding")
+        }
+        sep = DEFAULTS[d]["sep_pos_embed"] if self.sep_pos_embed is None else self.sep_pos_embed
+        try:
+            validate(size, (1,) * N_STAGES, self.q_pool, self.mask_unit_attn, bool(sep), tup)
+        except ConfigError as exc:
+            return exc.problems
+        return []
+
+
+def validate(
+    size: tuple[int, ...],
+    stages: tuple[int, ...],
+    q_pool: int,
+    mask_unit_attn: Sequence[bool],
+    sep: bool,
+    tup: dict[str, tuple[int, ...]],
+) -> None:
+    """Collect every problem with a Hiera configuration into one ConfigError."""
+    d, problems = len(size), []
+    for k, v in tup.items():
+        if len(v) != d:
+            problems.append(f"hiera: {k}={list(v)} must have {d} entries like input_size")
+    if not 0 <= q_pool < len(stages):
+        problems.append(f"hiera: q_pool={q_pool} must be in [0, {len(stages) - 1}]")
+    if len(mask_unit_attn) < len(stages):
+        problems.append(f"hiera: mask_unit_attn needs {len(stages)} entries")
+    if sep and d != 3:
+        problems.append("hiera: sep_pos_embed needs a 3D input_size (T, H, W)")
+    if problems:
+        raise ConfigError(problems)
+    unit = [q ** (len(stages) - 1) for q in tup["q_stride"]]
+    if list(tup["mask_unit_size"]) != unit:
+        problems.append(
+            f"hiera: mask_unit_size={list(tup['mask_unit_size'])} must equal "
+            f"q_stride ** {len(stages) - 1} = {unit}"
+        )
+    ker, s, p = tup["patch_kernel"], tup["patch_stride"], tup["patch_padding"]
+    for j in range(d):
+        tokens = (size[j] + 2 * p[j] - ker[j]) // s[j] + 1
+        if tokens != size[j] // s[j] or (size[j] // s[j]) % unit[j] or size[j] % s[j]:
+            step = s[j] * unit[j]
+            problems.append(
+                f"hiera: input_size[{j}]={size[j]} must be a multiple of "
+                f"patch_stride * mask unit = {step} (e.g. {max(step, size[j] // step * step)})"
+                f" with a stem that keeps size / stride tokens"
+            )
+    if problems:
+        raise ConfigError(problems)

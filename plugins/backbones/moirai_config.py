@@ -6,7 +6,9 @@ widths 256 (Tiny) to 3072 (XXL).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, make_dataclass
+from typing import Literal
 
 # name -> d_model; every size has 12 layers and heads = d_model // 32
 SIZES: dict[str, int] = {
@@ -88,11 +90,33 @@ class MoiraiConfig:
     input_scale: float = 0.01
     mup: bool = True
     mup_base_width: int = 256
-    attention: str = "auto"
+    attention: Literal["sdpa", "flex", "auto"] = "auto"
     pack: bool = False
     pack_len: int = 0
     embed_window: int = 0
     diver_checkpoint: str | None = None
+
+    def check(self) -> list[str]:
+        """The constructor's checks of these options, without building the model (validation)."""
+        problems = []
+        d = self.d_model
+        if self.head_dim < 1 or d % self.head_dim or d % 4:
+            problems.append(f"d_model {d} must be a multiple of head_dim {self.head_dim} and of 4")
+        if self.patch_len < 1:
+            problems.append(f"patch_len={self.patch_len} must be >= 1")
+        else:  # the CNN patch embedder's output positions per patch (moirai.CNNPatchEmbed)
+            padded = 1 << max(1, math.ceil(math.log2(self.patch_len)))
+            n_pos = 16 if padded <= 64 else 8
+            if d % n_pos:
+                problems.append(
+                    f"d_model {d} must be a multiple of {n_pos} for {self.patch_len}-sample patches"
+                )
+        heads = max(1, d // max(1, self.head_dim))
+        if self.kv_groups is not None and (self.kv_groups < 1 or heads % self.kv_groups):
+            problems.append(f"kv_groups={self.kv_groups} must divide the {heads} heads")
+        if not 0 <= self.dropout < 1:
+            problems.append(f"dropout={self.dropout} must be in [0, 1)")
+        return problems
 
 
 def size_defaults(size: str) -> dict[str, int]:

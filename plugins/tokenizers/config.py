@@ -7,6 +7,7 @@ Defaults follow flash-eeg 0.4.1 (Swiss-Epilepsy-Center/flash-eeg) for the image 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from efm.errors import EfmError
 
@@ -25,7 +26,7 @@ class PatchConfig:
 
     patch_s: float = 1.0
     sfreq: float = 500.0
-    tail: str = "drop"
+    tail: Literal["drop", "pad", "error"] = "drop"
 
 
 @dataclass
@@ -40,7 +41,9 @@ class SpectrogramConfig:
     freq_breakpoint: float = 30.0
     n_freqs_out: int = 224
     output_size: int = 224
-    output: str = "image"  # "image" (min-max + resize) or "raw" (dB, [B, C, n_freq, n_frames])
+    output: Literal["image", "raw"] = (
+        "image"  # "image" (min-max + resize) or "raw" (dB, [B, C, n_freq, n_frames])
+    )
     flash_compat: bool = False  # flash-eeg's exact frequency-axis interpolation
     chunk_elems: int = 1 << 27  # float32 values per internal chunk (bounds memory)
 
@@ -57,7 +60,9 @@ class MorletConfig:
     decim: int = 4
     n_times: int = 7500  # expected length (precomputed plan; other lengths work eagerly)
     output_size: int = 224
-    output: str = "image"  # "image" or "raw" (dB, [B, C, n_freqs, ceil(T / decim)])
+    output: Literal["image", "raw"] = (
+        "image"  # "image" or "raw" (dB, [B, C, n_freqs, ceil(T / decim)])
+    )
     chunk_elems: int = 1 << 26  # complex values per internal chunk (bounds memory)
 
 
@@ -87,7 +92,7 @@ class WPLIConfig:
         ]
     )
     output_size: int = 224
-    output: str = "image"  # "image" or "raw" (WPLI, [B, n_bands, C, C])
+    output: Literal["image", "raw"] = "image"  # "image" or "raw" (WPLI, [B, n_bands, C, C])
     flash_compat: bool = False
     n_times: int = 7500  # expected length (precomputed tapers; other lengths work eagerly)
     chunk_elems: int = 1 << 26  # float32 values per internal chunk (bounds memory)

@@ -56,9 +56,12 @@ def test_dotted_override_and_delete():
     assert cfg["train"]["steps"] == 7
 
 
-def test_choosing_a_component_replaces_the_node():
-    # width=8 from the recipe is dropped: the node is reset to t_net's defaults, then depth applies
+def test_choosing_a_component_keeps_shared_options():
+    # choosing the same component keeps the recipe's width=8 (an option both share with the same
+    # default); `~backbone` first starts from t_net's defaults; later dotted overrides apply last
     cfg = compose(["recipe=t_recipe", "backbone=t_net", "backbone.depth=2"])
+    assert cfg["backbone"] == {"name": "t_net", "width": 8, "depth": 2}
+    cfg = compose(["recipe=t_recipe", "~backbone", "backbone=t_net", "backbone.depth=2"])
     assert cfg["backbone"] == {"name": "t_net", "width": 4, "depth": 2}
 
 

@@ -321,11 +321,12 @@ def test_pipeline_options_are_checked_before_the_run(small_corpus: Path, tmp_pat
 
 
 def test_usage_errors(tmp_path: Path) -> None:
-    from efm.errors import UsageError
+    from efm.errors import ConfigError, UsageError
 
     with pytest.raises(UsageError, match="--bogus"):
         run_cli("--bogus")
-    with pytest.raises(UsageError, match="not a directory"):
+    # a missing data.root is a config problem, reported with any others before any set-up
+    with pytest.raises(ConfigError, match="data.root=.*missing'?: no such file or directory"):
         run_cli(f"data.root={tmp_path / 'missing'}")
 
 
