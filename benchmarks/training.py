@@ -35,7 +35,8 @@ import torch
 
 from efm.config import compose
 from efm.train.loader import make_loader
-from efm.train.loop import autocast_dtype, build_objective, compile_model
+from efm.assemble import assemble
+from efm.train.loop import autocast_dtype, compile_model
 from efm.train.optim import Optimizers
 from efm.train.synthetic import write_synthetic_shards
 
@@ -75,7 +76,7 @@ def model_flops(cfg: dict, batch: int, device: torch.device) -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
     torch.manual_seed(0)
-    obj = build_objective(cfg).to(device)
+    obj = assemble(cfg).to(device)
     x = torch.randn(2, 8, 7500, device=device) * 30
     counter = FlopCounterMode(display=False)
     with counter:
@@ -85,7 +86,7 @@ def model_flops(cfg: dict, batch: int, device: torch.device) -> float:
 
 def train_rate(cfg: dict, batch: int, steps: int, warmup: int, device: torch.device) -> dict:
     torch.manual_seed(0)
-    obj = build_objective(cfg).to(device)
+    obj = assemble(cfg).to(device)
     opt = Optimizers(obj, cfg["optim"], 1000)
     compile_model(obj, str(cfg["train"]["compile"]))
     amp = autocast_dtype(str(cfg["train"]["precision"]), device)

@@ -26,11 +26,11 @@ def load_encoder(cfg: dict[str, Any], checkpoint: str | Path | None) -> Any:
     import torch
 
     from efm.train import checkpoint as ckpt
-    from efm.train.loop import build_objective
+    from efm.assemble import assemble
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(cfg["train"]["seed"]))
-        objective = build_objective(cfg)
+        objective = assemble(cfg)
     if checkpoint is not None:
         ckpt.load_weights(Path(checkpoint), objective)
     return objective

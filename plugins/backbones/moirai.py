@@ -298,6 +298,12 @@ class Moirai(nn.Module):
 
     def __init__(self, cfg: MoiraiConfig) -> None:
         super().__init__()
+        if cfg.patch_len is None or cfg.embed_window is None:  # built alone: the plain defaults
+            cfg = replace(
+                cfg,
+                patch_len=50 if cfg.patch_len is None else cfg.patch_len,
+                embed_window=0 if cfg.embed_window is None else cfg.embed_window,
+            )
         d = cfg.d_model
         if d % cfg.head_dim or d % 4:
             raise MoiraiError(f"d_model {d} must be a multiple of head_dim {cfg.head_dim} and of 4")

@@ -24,7 +24,7 @@ from einops import rearrange
 from torch import nn
 
 from efm.errors import ConfigError
-from efm.interfaces import ObjectiveOutput
+from efm.interfaces import ObjectiveOutput, represent
 from efm_plugins.backbones.hiera import HieraBlock, undo_windowing
 
 log = logging.getLogger("efm.plugins.mae")
@@ -270,7 +270,7 @@ class MAE(nn.Module):
 
     def forward(self, batch: dict[str, Any]) -> ObjectiveOutput:
         """``batch["signal"]`` ``[B, C, T]`` (µV) -> representation -> masked reconstruction loss."""
-        return self.forward_image(self.representation(batch["signal"]))
+        return self.forward_image(represent(self.representation, batch))
 
     @torch.no_grad()
     def _figures(self, r: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -16,7 +16,7 @@ resize along time.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -144,7 +144,10 @@ class Spectrogram(nn.Module):
         )
         return write(out, wide.view(b, c, f, self.size))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, *, meta: Any = None, channel_mask: Any = None
+    ) -> torch.Tensor:
+        """``[B, C, T]`` -> the image; ``meta`` and ``channel_mask`` are not used."""
         check_signal(x, "spectrogram", min_times=self.n_fft // 2 + 1)
         b, c, t = x.shape
         per_sample = c * self.n_frames(t) * (3 * self.n_fft + 2 * self.n_freqs_out)
