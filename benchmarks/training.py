@@ -33,9 +33,9 @@ from pathlib import Path
 
 import torch
 
+from efm.assemble import assemble
 from efm.config import compose
 from efm.train.loader import make_loader
-from efm.assemble import assemble
 from efm.train.loop import autocast_dtype, compile_model
 from efm.train.optim import Optimizers
 from efm.train.synthetic import write_synthetic_shards

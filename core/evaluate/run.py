@@ -25,8 +25,8 @@ def load_encoder(cfg: dict[str, Any], checkpoint: str | Path | None) -> Any:
     """The recipe's objective (representation + backbone) with the checkpoint's weights, if given."""
     import torch
 
-    from efm.train import checkpoint as ckpt
     from efm.assemble import assemble
+    from efm.train import checkpoint as ckpt
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(cfg["train"]["seed"]))
