@@ -27,7 +27,6 @@ objective          max_hz     ``min(pipeline.sfreq / 2, pipeline.h_freq)`` (an u
 
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,7 +34,7 @@ from typing import Any
 from efm import registry
 from efm.errors import ConfigError, EfmError
 
-__all__ = ["DataSpec", "Plan", "assemble", "check", "data_spec", "plan"]
+__all__ = ["DataSpec", "Plan", "assemble", "check", "data_spec", "plan", "require"]
 
 
 @dataclass(frozen=True)
@@ -168,13 +167,16 @@ def plan(cfg: dict[str, Any], data: DataSpec | None = None) -> tuple[Plan, Any]:
         )
     rep = registry.create("tokenizers", rep_comp.name, **options["representation"])
     family = str(getattr(rep, "family", rep_comp.meta.get("family", "image")))
+    p.family = family
+    if not callable(getattr(rep, "output_shape", None)):  # cannot state its shape: no derivation
+        return p, rep
     n_chans = data.n_chans or 1
     shape = tuple(int(s) for s in rep.output_shape(n_chans, data.n_times))
     # the dimensions that follow the channel count (unknown when the data alone knows it)
     per_chan = [
         a != b for a, b in zip(shape, rep.output_shape(n_chans + 1, data.n_times), strict=False)
     ]
-    p.output_shape, p.family = shape, family
+    p.output_shape = shape
 
     # backbone <- the representation's output
     bb_comp = registry.get("backbones", names["backbone"])
@@ -304,32 +306,55 @@ def check(cfg: dict[str, Any], data: DataSpec | None = None) -> list[str]:
     """
     import torch
 
+    if not all(cfg.get(node) for node in ("representation", "backbone", "objective")):
+        return []  # nothing to assemble (a recipe for `efm prepare` alone)
+    if data is None:
+        try:
+            data = data_spec(cfg)
+        except EfmError as exc:
+            return _lines(exc)
     try:
         p, rep = plan(cfg, data)
     except (EfmError, ValueError, TypeError) as exc:
         return [f"representation: {line}" for line in _lines(exc)]
-    problems = list(p.problems)
-    if problems:
-        return problems
+    if p.problems or not p.output_shape:
+        return list(p.problems)
+    # Below, only errors that the components' own validation raises are problems; anything else
+    # (an operation the meta device does not support, a stub component) is left to the run.
+    name = p.names["backbone"]
     opts = dict(p.options["backbone"])
     for key in ("diver_checkpoint", "checkpoint", "pretrained"):  # no real weights here
         if opts.get(key):
             opts[key] = None
     try:
         with torch.device("meta"):
-            backbone = registry.create("backbones", p.names["backbone"], **opts)
-    except (EfmError, ValueError, TypeError) as exc:
-        return [f"backbone {p.names['backbone']!r}: {line}" for line in _lines(exc)]
-    if p.family == "image":
+            backbone = registry.create("backbones", name, **opts)
+    except (EfmError, ValueError) as exc:
+        return [f"backbone {name!r}: {line}" for line in _lines(exc)]
+    except Exception:  # noqa: BLE001 - see above
+        return []
+    if p.family == "image" and isinstance(backbone, torch.nn.Module):
         try:
             with torch.no_grad():
                 backbone(torch.empty(2, *p.output_shape, device="meta"))
+        except NotImplementedError:
+            pass
         except (EfmError, ValueError, RuntimeError) as exc:
-            problems += [f"backbone {p.names['backbone']!r}: {line}" for line in _lines(exc)]
-            return problems
+            return [f"backbone {name!r}: {line}" for line in _lines(exc)]
+        except Exception:  # noqa: BLE001 - see above
+            return []
     try:
-        with torch.device("meta"), contextlib.suppress(NotImplementedError):
-            _objective(p, rep.to("meta"), backbone)
-    except (EfmError, ValueError, TypeError) as exc:
-        problems += [f"objective {p.names['objective']!r}: {line}" for line in _lines(exc)]
-    return problems
+        with torch.device("meta"):
+            _objective(p, rep.to("meta") if isinstance(rep, torch.nn.Module) else rep, backbone)
+    except (EfmError, ValueError) as exc:
+        return [f"objective {p.names['objective']!r}: {line}" for line in _lines(exc)]
+    except Exception:  # noqa: BLE001 - see above
+        return []
+    return []
+
+
+def require(cfg: dict[str, Any]) -> None:
+    """Raise one :class:`ConfigError` with every :func:`check` problem (before any data is read)."""
+    problems = check(cfg)
+    if problems:
+        raise ConfigError(problems)

@@ -52,6 +52,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from efm.config import compose, to_yaml
 
     cfg = compose(args.overrides)
+    # assembly: representation -> backbone -> objective on shapes alone (efm.assemble.check)
+    from efm.assemble import require as require_assembly
+
+    require_assembly(cfg)
     sys.stdout.write(to_yaml(cfg))
     return 0
 

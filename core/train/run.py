@@ -66,6 +66,9 @@ def run(cfg: dict[str, Any]) -> int:
     from efm.train.loop import pretrain
     from efm.train.rundir import default_run_dir
 
+    from efm.assemble import require as require_assembly
+
+    require_assembly(cfg)  # every assembly problem now, before any data is prepared
     lines = header(cfg)
     for line in lines:
         _say(line)
@@ -144,6 +147,9 @@ def cli_pretrain(argv: list[str]) -> int:
             raise UsageError("efm pretrain needs recipe=NAME")
         return 0
     cfg = compose(argv)
+    from efm.assemble import require as require_assembly
+
+    require_assembly(cfg)  # every assembly problem now, before any data is prepared
     for line in header(cfg)[:2]:
         _say(line.replace("efm run:", "efm pretrain:"))
     shards = ensure_shards(cfg)

@@ -82,6 +82,7 @@ class Spectrogram(nn.Module):
                 f"spectrogram: need 0 < fmin ({fmin}) < freq_breakpoint ({freq_breakpoint}) < fmax "
                 f"({fmax}) <= sfreq / 2 ({sfreq / 2})"
             )
+        self.sfreq = float(sfreq)
         self.n_fft, self.hop, self.output, self.size = n_fft, hop_length, output, output_size
         self.n_freqs_out, self.chunk_elems = n_freqs_out, chunk_elems
         df = sfreq / n_fft
