@@ -280,6 +280,17 @@ class Backbone(Protocol):
     def example_input(self, batch_size: int) -> Any: ...
 
 
+@runtime_checkable
+class SupportsActivationCheckpointing(Protocol):
+    """Optional capability of a backbone: recompute its blocks in the backward pass (less memory).
+
+    ``train.activation_checkpointing=true`` calls it on the objective's backbone; a backbone without
+    it trains as usual, with a warning.
+    """
+
+    def set_activation_checkpointing(self, enabled: bool = True) -> None: ...
+
+
 @dataclass
 class ObjectiveOutput:
     """What an objective's forward returns.

@@ -32,6 +32,7 @@ from torch import nn
 
 from efm.assemble import assemble, data_spec
 from efm.errors import EfmError
+from efm.interfaces import SupportsActivationCheckpointing
 from efm.train import checkpoint as ckpt
 from efm.train import plots
 from efm.train.loader import make_loader, read_manifest
@@ -111,12 +112,8 @@ def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
 
 
 def _activation_checkpointing(backbone: nn.Module) -> None:
-    for attr in ("set_grad_checkpointing", "set_activation_checkpointing"):
-        if hasattr(backbone, attr):
-            getattr(backbone, attr)(True)
-            return
-    if hasattr(backbone, "activation_checkpointing"):
-        setattr(backbone, "activation_checkpointing", True)  # noqa: B010
+    if isinstance(backbone, SupportsActivationCheckpointing):
+        backbone.set_activation_checkpointing(True)
         return
     log.warning(
         "backbone %s has no activation checkpointing switch; ignoring train.activation_"

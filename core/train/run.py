@@ -61,12 +61,11 @@ def header(cfg: dict[str, Any]) -> list[str]:
 
 def run(cfg: dict[str, Any]) -> int:
     """Prepare (if needed), pretrain, probe and report; return the exit status."""
+    from efm.assemble import require as require_assembly
     from efm.evaluate.report import write_report
     from efm.evaluate.run import probe, summary_lines
     from efm.train.loop import pretrain
     from efm.train.rundir import default_run_dir
-
-    from efm.assemble import require as require_assembly
 
     require_assembly(cfg)  # every assembly problem now, before any data is prepared
     lines = header(cfg)

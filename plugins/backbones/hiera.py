@@ -562,6 +562,10 @@ class Hiera(nn.Module):
         }
         return BackboneOutput(features=final.flatten(1, -2), intermediates=inter, extra=extra)
 
+    def set_activation_checkpointing(self, enabled: bool = True) -> None:
+        """Recompute every block in the backward pass (the optional capability of the interface)."""
+        self.activation_checkpointing = bool(enabled)
+
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Mean of the last stage's tokens, layer-normed: ``[B, embed_dim]`` (upstream's pre-head)."""
         last, _, _ = self._encode(x, None, keep=False)

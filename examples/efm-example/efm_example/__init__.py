@@ -33,7 +33,9 @@ def _builder(width: int, depth: int):
         from efm_example.convnet import ConvNet
 
         sized = {"width": width, "depth": depth, "in_chans": 8, "input_size": (224, 224)}
-        return ConvNet(**{k: v if v is not None else sized.get(k) for k, v in (sized | cfg).items()})
+        return ConvNet(
+            **{k: v if v is not None else sized.get(k) for k, v in (sized | cfg).items()}
+        )
 
     return build
 
