@@ -27,12 +27,15 @@ objective          max_hz     ``min(pipeline.sfreq / 2, pipeline.h_freq)`` (an u
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from efm import registry
 from efm.errors import ConfigError, EfmError
+
+log = logging.getLogger("efm.assemble")
 
 __all__ = ["DataSpec", "Plan", "assemble", "check", "data_spec", "plan", "require"]
 
@@ -287,6 +290,8 @@ def assemble(cfg: dict[str, Any], data: DataSpec | None = None) -> Any:
     p, rep = plan(cfg, data)
     if p.problems:
         raise ConfigError(p.problems)
+    derived = [f"{n}.{k}={_show(v)}" for n, kv in p.derived.items() for k, v in kv.items()]
+    log.info("assembled for output %s: %s", list(p.output_shape), ", ".join(derived) or "-")
     backbone = registry.create("backbones", p.names["backbone"], **p.options["backbone"])
     return _objective(p, rep, backbone)
 
