@@ -147,12 +147,14 @@ def plan(cfg: dict[str, Any], data: DataSpec | None = None) -> tuple[Plan, Any]:
     """Derive every option and build the representation; return the plan and the representation.
 
     Problems (disagreeing explicit values, impossible shapes) are collected in ``plan.problems``;
-    errors raised by the representation's own constructor propagate.
+    errors raised by the representation's own constructor propagate. A config with only a
+    ``representation`` node plans the representation alone (the tokenizer suite does).
     """
     data = data or data_spec(cfg)
     names, options = {}, {}
     for node in ("representation", "backbone", "objective"):
-        names[node], options[node] = _node(cfg, node)
+        if node == "representation" or cfg.get(node):  # a representation alone is planned too
+            names[node], options[node] = _node(cfg, node)
     p = Plan(names, options)
 
     # representation <- pipeline
@@ -180,6 +182,8 @@ def plan(cfg: dict[str, Any], data: DataSpec | None = None) -> tuple[Plan, Any]:
         a != b for a, b in zip(shape, rep.output_shape(n_chans + 1, data.n_times), strict=False)
     ]
     p.output_shape = shape
+    if "backbone" not in names:
+        return p, rep
 
     # backbone <- the representation's output
     bb_comp = registry.get("backbones", names["backbone"])
@@ -230,6 +234,8 @@ def plan(cfg: dict[str, Any], data: DataSpec | None = None) -> tuple[Plan, Any]:
                 window,
                 "train.crops_s x pipeline.sfreq / patch_len" if data.crops_s else "train.crops_s",
             )
+    if "objective" not in names:
+        return p, rep
     obj_comp = registry.get("objectives", names["objective"])
     if "max_hz" in _fields(obj_comp):
         nyquist = data.sfreq / 2

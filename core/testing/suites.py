@@ -131,7 +131,12 @@ class ReaderSuite(_Suite):
 
 
 class TokenizerSuite(_Suite):
-    """Shapes, finiteness, batch independence and dtype round-trips of a representation."""
+    """Shapes, finiteness, batch independence and dtype round-trips of a representation.
+
+    Each representation is built for the suite's data (``n_chans`` channels, ``seconds`` at
+    ``sfreq``) the way :mod:`efm.assemble` builds it for a pipeline: ``sfreq`` and ``n_times`` are
+    derived; :meth:`config` gives any other options.
+    """
 
     kind = "tokenizers"
     n_chans: ClassVar[int] = 4
@@ -143,6 +148,18 @@ class TokenizerSuite(_Suite):
 
         g = torch.Generator().manual_seed(seed)
         return torch.randn(batch, self.n_chans, int(self.sfreq * self.seconds), generator=g) * 30.0
+
+    def build(self, name: str) -> Any:
+        """Built by the assembly's derivation for the suite's data: ``sfreq``, ``n_times`` derived."""
+        from efm.assemble import DataSpec, plan
+        from efm.errors import ConfigError
+
+        n_times = int(self.sfreq * self.seconds)
+        data = DataSpec(sfreq=self.sfreq, n_times=n_times, n_chans=self.n_chans)
+        p, rep = plan({"representation": {"name": name, **self.config(name)}}, data)
+        if p.problems:
+            raise ConfigError(p.problems)
+        return rep
 
     @staticmethod
     def _main(out: Any) -> Any:
