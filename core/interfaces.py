@@ -281,6 +281,20 @@ class Backbone(Protocol):
 
 
 @runtime_checkable
+class SupportsParamGroups(Protocol):
+    """Optional capability of any component: which optimizer updates each of its parameters.
+
+    ``param_groups()`` maps names of the module's parameters (as its ``named_parameters()`` gives
+    them) to ``"muon"`` (hidden 2-D weight matrices) or ``"adamw"`` (input and output layers,
+    embeddings, norms, biases, tokens, convolutions). The training loop's optimizer split
+    (:mod:`efm.train.optim`) follows the declaration of the outermost component that names a
+    parameter; parameters no component declares follow core's default rule.
+    """
+
+    def param_groups(self) -> dict[str, str]: ...
+
+
+@runtime_checkable
 class SupportsActivationCheckpointing(Protocol):
     """Optional capability of a backbone: recompute its blocks in the backward pass (less memory).
 

@@ -115,6 +115,10 @@ class MultiDomain(nn.Module):
             "reconstruction": recon[0].flatten(1),
         }
 
+    def param_groups(self) -> dict[str, str]:
+        """The objective's own parameters, the read-out heads: AdamW (the backbone declares its own)."""
+        return {n: "adamw" for n, _ in self.named_parameters() if n.startswith("heads.")}
+
     # -- muP interface (see Moirai.lr_multipliers) ---------------------------------------------
     def lr_multipliers(self) -> dict[str, float]:
         inner = getattr(self.backbone, "lr_multipliers", None)
