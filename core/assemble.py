@@ -57,6 +57,8 @@ class DataSpec:
         The pipeline's low-pass edge (``pipeline.h_freq``), None when there is none.
     crops_s : tuple of float
         Training crop lengths in seconds (``train.crops_s``).
+    n_chans_source : str
+        Where ``n_chans`` comes from, for messages (``pipeline.regions``, a manifest ...).
     """
 
     sfreq: float
@@ -64,6 +66,7 @@ class DataSpec:
     n_chans: int | None = None
     h_freq: float | None = None
     crops_s: tuple[float, ...] = ()
+    n_chans_source: str = field(default="the data's channel count", compare=False)
 
 
 def data_spec(cfg: dict[str, Any], n_chans: int | None = None) -> DataSpec:
@@ -71,10 +74,12 @@ def data_spec(cfg: dict[str, Any], n_chans: int | None = None) -> DataSpec:
     p = cfg.get("pipeline") or {}
     sfreq = float(p.get("sfreq", 250.0))
     epoch_s = float(p.get("epoch_s", 30.0))
+    source = "the shards' channel count"
     if n_chans is None and p.get("path", "eeg") == "eeg":
         from efm.data.montage import load_regions
 
         n_chans = len(load_regions(str(p.get("regions", "default"))))
+        source = "pipeline.regions"
     h_freq = p.get("h_freq", 100.0)
     crops = (cfg.get("train") or {}).get("crops_s") or []
     return DataSpec(
@@ -83,6 +88,7 @@ def data_spec(cfg: dict[str, Any], n_chans: int | None = None) -> DataSpec:
         n_chans=None if n_chans is None else int(n_chans),
         h_freq=None if h_freq in (None, 0) else float(h_freq),
         crops_s=tuple(float(c) for c in crops),
+        n_chans_source=source,
     )
 
 
@@ -139,10 +145,6 @@ def _derive(plan: Plan, node: str, key: str, value: Any, source: str, why: str =
         )
 
 
-def _channel_source(data: DataSpec) -> str:
-    return "pipeline.regions" if data.n_chans is not None else "the data's channel count"
-
-
 def plan(cfg: dict[str, Any], data: DataSpec | None = None) -> tuple[Plan, Any]:
     """Derive every option and build the representation; return the plan and the representation.
 
@@ -197,14 +199,14 @@ def plan(cfg: dict[str, Any], data: DataSpec | None = None) -> tuple[Plan, Any]:
                 else f"representation {rep_comp.name!r}"
             )
             if len(shape) == 4:
-                src += f" and {_channel_source(data)}"
+                src += f" and {data.n_chans_source}"
             if not (len(shape) == 4 and per_chan[1] and data.n_chans is None):
                 _derive(p, "backbone", "input_size", list(shape[1:]), src, f" ({where})")
         if "in_chans" in bb_fields and not (per_chan[0] and data.n_chans is None):
             if len(shape) == 4:
                 src = "representation.names" if "names" in rep_fields else "the stacked outputs"
             elif per_chan[0]:
-                src = _channel_source(data)
+                src = data.n_chans_source
             else:
                 src = f"representation {rep_comp.name!r}"
             _derive(p, "backbone", "in_chans", shape[0], src, f" ({where})")
