@@ -39,9 +39,10 @@ from pathlib import Path
 
 import torch
 
+from efm.assemble import assemble
 from efm.config import compose
 from efm.train.loader import make_loader
-from efm.train.loop import autocast_dtype, build_objective, compile_model
+from efm.train.loop import autocast_dtype, compile_model
 from efm.train.optim import Optimizers
 from efm.train.synthetic import write_synthetic_shards
 
@@ -105,7 +106,7 @@ def model_flops(cfg: dict, batch: int, device: torch.device, shape: tuple[int, i
         # counted on the dense path, one sample per row (the flop counter cannot see inside
         # FlexAttention): the same model FLOPs, attention within each sample only
         cfg = {**cfg, "backbone": {**cfg["backbone"], "attention": "sdpa", "pack": False}}
-    obj = build_objective(cfg).to(device)
+    obj = assemble(cfg).to(device)
     x = torch.randn(2, *shape, device=device) * 30
     counter = FlopCounterMode(display=False)
     with counter:
@@ -123,7 +124,7 @@ def train_rate(
     profile: bool = False,
 ) -> dict:
     torch.manual_seed(0)
-    obj = build_objective(cfg).to(device)
+    obj = assemble(cfg).to(device)
     opt = Optimizers(obj, cfg["optim"], 1000)
     compile_model(obj, str(cfg["train"]["compile"]))
     amp = autocast_dtype(str(cfg["train"]["precision"]), device)

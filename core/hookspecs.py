@@ -44,7 +44,9 @@ def efm_register_tokenizers(register: Any) -> None:
 
     Call ``register(name, builder, schema=None, family="image", aliases=())``: ``builder(**config)``
     returns an ``nn.Module`` following :class:`efm.interfaces.Representation`; ``family`` is ``"image"``
-    or ``"token"`` and is checked against the backbone's ``accepts`` during validation.
+    or ``"token"`` and is checked against the backbone's ``accepts`` during validation. Schema fields
+    named ``sfreq`` and ``n_times`` (default None) are derived from the pipeline by
+    :mod:`efm.assemble`; the module states its output through ``output_shape(n_chans, n_times)``.
     """
 
 
@@ -55,6 +57,8 @@ def efm_register_backbones(register: Any) -> None:
     Call ``register(name, builder, schema=None, accepts=("image",), aliases=())``: ``builder(**config)``
     returns an ``nn.Module`` following :class:`efm.interfaces.Backbone`. Register every size as its own
     name (``hiera_base``, ``hiera_small``) with a builder that only sets numbers, plus a tiny ``*_test``.
+    Schema fields named ``in_chans`` / ``input_size`` (image) or ``patch_len`` / ``embed_window``
+    (token), default None, are derived from the representation's output by :mod:`efm.assemble`.
     """
 
 

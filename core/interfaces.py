@@ -189,18 +189,38 @@ class Representation(Protocol):
 
     Methods
     -------
-    forward(x, **meta)
+    forward(x, *, meta=None, channel_mask=None)
         ``x``: Tensor ``[B, C, T]`` in µV at ``sfreq``; fp32, bf16 or fp16 accepted; image outputs come
-        back in the input's dtype.
+        back in the input's dtype. ``meta``: the batch's per-sample shard metadata (a list of dicts)
+        or None; ``channel_mask``: bool ``[B, C]`` (True = a real channel) or None. A representation
+        that has no use for them ignores them. Objectives and evaluation call it only this way
+        (:func:`represent`).
     output_shape(n_chans, n_times) -> tuple
-        The shape of one sample's output, without the batch dimension.
+        The shape of one sample's output, without the batch dimension, without computing it
+        (``[C, H, W]``, ``[n_repr, C, H, W]``, or ``[C, N, P]`` patches for tokens). The assembly
+        (:mod:`efm.assemble`) builds the backbone from it.
+
+    Options named ``sfreq`` and ``n_times`` in a representation's schema are derived from the
+    pipeline by :mod:`efm.assemble` when left at None.
     """
 
     family: ClassVar[str]
 
-    def __call__(self, x: torch.Tensor, **meta: Any) -> Any: ...
+    def __call__(
+        self, x: torch.Tensor, *, meta: Any = None, channel_mask: torch.Tensor | None = None
+    ) -> Any: ...
 
     def output_shape(self, n_chans: int, n_times: int) -> tuple[int, ...]: ...
+
+
+def represent(representation: Any, batch: dict[str, Any]) -> Any:
+    """The one representation call: ``representation(batch["signal"], meta=..., channel_mask=...)``.
+
+    ``meta`` and ``channel_mask`` are taken from the batch when present (else None).
+    """
+    return representation(
+        batch["signal"], meta=batch.get("meta") or None, channel_mask=batch.get("channel_mask")
+    )
 
 
 @dataclass
@@ -243,6 +263,9 @@ class Backbone(Protocol):
         Shape of one sample's mask grid for input ``x``.
     example_input(batch_size) -> input
         A random input of the shape the backbone was built for (tests, FLOP counts).
+
+    Options derived from the representation by :mod:`efm.assemble` when left at None: ``in_chans``
+    and ``input_size`` (image family), ``patch_len`` and ``embed_window`` (token family).
     """
 
     embed_dim: int
@@ -255,6 +278,31 @@ class Backbone(Protocol):
     def mask_shape(self, x: Any) -> tuple[int, ...]: ...
 
     def example_input(self, batch_size: int) -> Any: ...
+
+
+@runtime_checkable
+class SupportsParamGroups(Protocol):
+    """Optional capability of any component: which optimizer updates each of its parameters.
+
+    ``param_groups()`` maps names of the module's parameters (as its ``named_parameters()`` gives
+    them) to ``"muon"`` (hidden 2-D weight matrices) or ``"adamw"`` (input and output layers,
+    embeddings, norms, biases, tokens, convolutions). The training loop's optimizer split
+    (:mod:`efm.train.optim`) follows the declaration of the outermost component that names a
+    parameter; parameters no component declares follow core's default rule.
+    """
+
+    def param_groups(self) -> dict[str, str]: ...
+
+
+@runtime_checkable
+class SupportsActivationCheckpointing(Protocol):
+    """Optional capability of a backbone: recompute its blocks in the backward pass (less memory).
+
+    ``train.activation_checkpointing=true`` calls it on the objective's backbone; a backbone without
+    it trains as usual, with a warning.
+    """
+
+    def set_activation_checkpointing(self, enabled: bool = True) -> None: ...
 
 
 @dataclass

@@ -353,3 +353,16 @@ def _pipeline_files(cfg: dict[str, Any]) -> list[str]:
         except ConfigError as exc:
             problems += exc.problems
     return problems
+
+
+@checker("pipeline", "representation", "backbone", "objective", paths=True)
+def _assembly(cfg: dict[str, Any]) -> list[str]:
+    """The model assembles from what the representation gives it (:func:`efm.assemble.check`:
+    derived shapes, then the backbone and objective built on the meta device; no data read).
+
+    Runs with the checks of a run on this machine (``efm validate``, ``run``, ``pretrain``,
+    ``prepare``), not on every ``compose``: building on the meta device costs tenths of a second.
+    """
+    from efm.assemble import check as assembly_check
+
+    return assembly_check(cfg)

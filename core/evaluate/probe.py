@@ -1,8 +1,8 @@
 """Frozen-encoder embeddings and logistic-regression linear probes with patient-level splits.
 
 Embeddings: for every epoch of a shard directory, in order, ``objective.embed(batch)`` when the
-objective defines it, else ``backbone.embed(representation(signal))`` (the representation gets
-``channel_mask`` and ``meta`` when its ``forward`` accepts them). They are computed once, without
+objective defines it, else ``backbone.embed(representation(signal, meta=..., channel_mask=...))``
+(:func:`efm.interfaces.represent`, the one representation call). They are computed once, without
 gradients, and cached in the run directory.
 
 Probes: per task and seed, a patient-level split (:mod:`efm.evaluate.splits`, checked for leakage),
@@ -12,7 +12,6 @@ fitted on the training patients and scored on the held-out ones (:mod:`efm.evalu
 
 from __future__ import annotations
 
-import inspect
 import logging
 from pathlib import Path
 from typing import Any
@@ -22,17 +21,11 @@ import numpy as np
 from efm.errors import EfmError
 from efm.evaluate.metrics import classification_metrics, confusion
 from efm.evaluate.splits import LeakageError, check_no_leakage, patient_split
+from efm.interfaces import represent
 
 log = logging.getLogger("efm.evaluate.probe")
 
 METRICS = ("kappa", "balanced_accuracy", "auroc", "f1_weighted", "auprc", "accuracy")
-
-
-def _represent(objective: Any, batch: dict[str, Any]) -> Any:
-    rep = objective.representation
-    params = inspect.signature(rep.forward).parameters
-    kw = {k: batch[k] for k in ("channel_mask", "meta") if k in params and k in batch}
-    return rep(batch["signal"], **kw)
 
 
 def embed_shards(
@@ -64,7 +57,7 @@ def embed_shards(
             if hasattr(objective, "embed"):
                 z = objective.embed(batch)
             else:
-                z = objective.backbone.embed(_represent(objective, batch))  # [B, D]
+                z = objective.backbone.embed(represent(objective.representation, batch))  # [B, D]
             chunks.append(z.float().cpu().numpy())
             metas.extend(batch["meta"])
     if not chunks:

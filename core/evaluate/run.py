@@ -25,12 +25,12 @@ def load_encoder(cfg: dict[str, Any], checkpoint: str | Path | None) -> Any:
     """The recipe's objective (representation + backbone) with the checkpoint's weights, if given."""
     import torch
 
+    from efm.assemble import assemble
     from efm.train import checkpoint as ckpt
-    from efm.train.loop import build_objective
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(cfg["train"]["seed"]))
-        objective = build_objective(cfg)
+        objective = assemble(cfg)
     if checkpoint is not None:
         ckpt.load_weights(Path(checkpoint), objective)
     return objective

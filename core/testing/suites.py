@@ -131,7 +131,12 @@ class ReaderSuite(_Suite):
 
 
 class TokenizerSuite(_Suite):
-    """Shapes, finiteness, batch independence and dtype round-trips of a representation."""
+    """Shapes, finiteness, batch independence and dtype round-trips of a representation.
+
+    Each representation is built for the suite's data (``n_chans`` channels, ``seconds`` at
+    ``sfreq``) the way :mod:`efm.assemble` builds it for a pipeline: ``sfreq`` and ``n_times`` are
+    derived; :meth:`config` gives any other options.
+    """
 
     kind = "tokenizers"
     n_chans: ClassVar[int] = 4
@@ -143,6 +148,18 @@ class TokenizerSuite(_Suite):
 
         g = torch.Generator().manual_seed(seed)
         return torch.randn(batch, self.n_chans, int(self.sfreq * self.seconds), generator=g) * 30.0
+
+    def build(self, name: str) -> Any:
+        """Built by the assembly's derivation for the suite's data: ``sfreq``, ``n_times`` derived."""
+        from efm.assemble import DataSpec, plan
+        from efm.errors import ConfigError
+
+        n_times = int(self.sfreq * self.seconds)
+        data = DataSpec(sfreq=self.sfreq, n_times=n_times, n_chans=self.n_chans)
+        p, rep = plan({"representation": {"name": name, **self.config(name)}}, data)
+        if p.problems:
+            raise ConfigError(p.problems)
+        return rep
 
     @staticmethod
     def _main(out: Any) -> Any:
@@ -252,24 +269,47 @@ class BackboneSuite(_Suite):
 
 
 class ObjectiveSuite(_Suite):
-    """An objective over a backbone and a representation: finite loss, gradients, loss goes down."""
+    """An objective over a backbone and a representation: finite loss, gradients, loss goes down.
+
+    Every objective is built by :func:`efm.assemble.assemble`, as training builds it: from the
+    representation and backbone of the first registered recipe that names the objective (its demo
+    profile, the backbone's ``*_test`` size), at the suite's data shape (``n_chans`` channels,
+    ``seconds`` at ``sfreq``). Whatever the backbone needs from the representation is derived.
+    Override :meth:`nodes` to change those recipe nodes, :meth:`config` for the objective's options.
+    """
 
     kind = "objectives"
     n_chans: ClassVar[int] = 8
     seconds: ClassVar[float] = 4.0
     sfreq: ClassVar[float] = 250.0
 
-    def parts(self, name: str) -> tuple[dict[str, Any], dict[str, Any]]:  # pragma: no cover
-        """``({'name': representation, ...}, {'name': backbone, ...})`` for objective ``name``."""
-        raise NotImplementedError
+    def nodes(self, name: str) -> dict[str, dict[str, Any]]:
+        """``{"representation": {...}, "backbone": {...}}`` to assemble objective ``name`` with."""
+        from efm.config import compose, recipe_mapping
+
+        reg = registry.get_registry()
+        for recipe in reg.tables["recipes"]:
+            if (recipe_mapping(recipe)[1].get("objective") or {}).get("name") == name:
+                cfg = compose([f"recipe={recipe}"])
+                backbone = dict(cfg["backbone"])
+                test = backbone["name"].rsplit("_", 1)[0] + "_test"
+                if test in reg.tables["backbones"]:
+                    backbone = {"name": test}
+                return {"representation": dict(cfg["representation"]), "backbone": backbone}
+        pytest.fail(f"no registered recipe names objective {name!r}: override nodes()")
+
+    def data(self) -> Any:
+        """The suite's data shape (:class:`efm.assemble.DataSpec`)."""
+        from efm.assemble import DataSpec
+
+        n_times = int(self.sfreq * self.seconds)
+        return DataSpec(sfreq=self.sfreq, n_times=n_times, n_chans=self.n_chans)
 
     def build(self, name: str) -> Any:
-        rep_cfg, bb_cfg = (dict(c) for c in self.parts(name))
-        rep = registry.create("tokenizers", rep_cfg.pop("name"), **rep_cfg)
-        bb = registry.create("backbones", bb_cfg.pop("name"), **bb_cfg)
-        comp = registry.get(self.kind, name)
-        cfg = comp.defaults() | self.config(name)
-        return comp.builder(backbone=bb, representation=rep, **cfg)
+        from efm.assemble import assemble
+
+        cfg = {**self.nodes(name), "objective": {"name": name, **self.config(name)}}
+        return assemble(cfg, self.data())
 
     def batch(self, seed: int = 0) -> dict[str, Any]:
         import torch

@@ -1,8 +1,8 @@
 """The training loop: setup, step, log, checkpoint, top to bottom.
 
-``pretrain(cfg, shards)`` builds the representation, backbone and objective named by the config,
-streams raw epochs from the shards, computes the representation on the device inside the step
-(the objective calls it), and optimises with Muon + AdamW (``efm.train.optim``). It writes the run
+``pretrain(cfg, shards)`` assembles the representation, backbone and objective named by the config
+for the shards' shape (:mod:`efm.assemble`), streams raw epochs from the shards, computes the
+representation on the device inside the step (the objective calls it), and optimises with Muon + AdamW (``efm.train.optim``). It writes the run
 directory (``efm.train.rundir``), checkpoints (``efm.train.checkpoint``) and figures, and resumes
 exactly from the newest checkpoint of its run directory.
 
@@ -30,8 +30,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from efm import registry
+from efm.assemble import assemble, data_spec
 from efm.errors import EfmError
+from efm.interfaces import SupportsActivationCheckpointing
 from efm.train import checkpoint as ckpt
 from efm.train import plots
 from efm.train.loader import make_loader, read_manifest
@@ -56,27 +57,12 @@ class TrainResult:
 
 
 # -- setup ------------------------------------------------------------------------------------
-def build_objective(cfg: dict[str, Any]) -> nn.Module:
-    """Representation, backbone and objective from the config's named components.
+def build_objective(cfg: dict[str, Any], n_chans: int | None = None) -> nn.Module:
+    """Representation, backbone and objective of the config: :func:`efm.assemble.assemble`.
 
-    The objective's builder is called as ``builder(backbone=..., representation=..., **config)``.
+    Kept for callers of the earlier name; new code calls :func:`efm.assemble.assemble`.
     """
-
-    def node(name: str) -> tuple[str, dict[str, Any]]:
-        given = dict(cfg.get(name) or {})
-        if "name" not in given:
-            raise EfmError(f"recipe {cfg.get('recipe')!r} has no {name} node")
-        return str(given.pop("name")), given
-
-    rep_name, rep_cfg = node("representation")
-    bb_name, bb_cfg = node("backbone")
-    obj_name, obj_cfg = node("objective")
-    representation = registry.create("tokenizers", rep_name, **rep_cfg)
-    backbone = registry.create("backbones", bb_name, **bb_cfg)
-    comp = registry.get("objectives", obj_name)
-    return comp.builder(
-        backbone=backbone, representation=representation, **(comp.defaults() | obj_cfg)
-    )
+    return assemble(cfg, data_spec(cfg, n_chans))
 
 
 def init_distributed() -> tuple[int, int, torch.device]:
@@ -126,12 +112,8 @@ def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
 
 
 def _activation_checkpointing(backbone: nn.Module) -> None:
-    for attr in ("set_grad_checkpointing", "set_activation_checkpointing"):
-        if hasattr(backbone, attr):
-            getattr(backbone, attr)(True)
-            return
-    if hasattr(backbone, "activation_checkpointing"):
-        setattr(backbone, "activation_checkpointing", True)  # noqa: B010
+    if isinstance(backbone, SupportsActivationCheckpointing):
+        backbone.set_activation_checkpointing(True)
         return
     log.warning(
         "backbone %s has no activation checkpointing switch; ignoring train.activation_"
@@ -185,11 +167,12 @@ def pretrain(
     main = rank == 0
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(cfg)
     total = int(t["steps"])
-    read_manifest(shards)  # fail early and clearly on a bad shard directory
+    manifest = read_manifest(shards)  # fail early and clearly on a bad shard directory
 
-    # setup: the model, identical on every rank; then a per-rank stream of masks
+    # setup: the model (assembled for the shards' shape), identical on every rank; then a
+    # per-rank stream of masks
     torch.manual_seed(int(t["seed"]))
-    objective = build_objective(cfg).to(device)
+    objective = assemble(cfg, data_spec(cfg, manifest.get("n_chans") or None)).to(device)
     if t.get("activation_checkpointing"):
         _activation_checkpointing(getattr(objective, "backbone", objective))
     optimizers = Optimizers(objective, o, total)

@@ -1,8 +1,12 @@
 """Muon for hidden weight matrices, AdamW for the rest, one warmup + cosine schedule, one global clip.
 
 Which parameter goes where is decided by **role**, not by ``p.ndim`` (reference/architectures.md
-§4.2). The rule, applied to every ``(name, parameter)`` of the objective (which owns the backbone,
-the representation and any decoder):
+§4.2). A component states the roles of its parameters through the optional ``param_groups()``
+capability (:class:`efm.interfaces.SupportsParamGroups`; efm's Hiera, MOIRAI, MAE and multi-domain
+objective do); the outermost declaration of a parameter wins, and a declared ``muon`` parameter
+still needs to be 2-D. Parameters no component declares (a third-party plugin that states nothing)
+follow the default rule, applied to every ``(name, parameter)`` of the objective (which owns the
+backbone, the representation and any decoder):
 
 1. Muon takes the ``weight`` of an ``nn.Linear`` module, and nothing else: attention q/k/v/out
    projections, MLP matrices, Hiera's stage ``proj``, decoder blocks, a decoder's input projection.
@@ -32,6 +36,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from efm.interfaces import SupportsParamGroups
 
 log = logging.getLogger("efm.train.optim")
 
@@ -77,9 +83,26 @@ class ParamSplit:
         self.names[group].append(name)
 
 
+def declared_groups(model: nn.Module) -> dict[str, str]:
+    """Full parameter name -> ``"muon"`` | ``"adamw"`` from the components that declare their own
+    (:class:`efm.interfaces.SupportsParamGroups`); the outermost declaration wins."""
+    declared: dict[str, str] = {}
+    for mname, module in model.named_modules():  # pre-order: outer components first
+        if isinstance(module, SupportsParamGroups):
+            for pname, group in module.param_groups().items():
+                if group not in ("muon", "adamw"):
+                    raise ValueError(
+                        f"{type(module).__name__}.param_groups(): {pname!r} -> {group!r}; "
+                        "options: muon, adamw"
+                    )
+                declared.setdefault(f"{mname}.{pname}" if mname else pname, group)
+    return declared
+
+
 def split_params(model: nn.Module, use_muon: bool = True) -> ParamSplit:
     """Assign every trainable parameter of ``model`` to ``muon``, ``decay`` or ``no_decay`` by role."""
     split = ParamSplit()
+    declared = declared_groups(model)
     adamw_forced: set[str] = set()
     for mname, module in model.named_modules():
         if getattr(module, "efm_optim", None) == "adamw":
@@ -93,9 +116,15 @@ def split_params(model: nn.Module, use_muon: bool = True) -> ParamSplit:
             full = f"{mname}.{pname}" if mname else pname
             is_matrix = pname == "weight" and isinstance(module, nn.Linear)
             is_conv = pname == "weight" and isinstance(module, _CONV)
-            forced = any(mname == f or mname.startswith(f + ".") or f == "" for f in adamw_forced)
-            role = bool(_ROLE_RE.search(mname)) or mname.split(".")[0] == "representation"
-            if use_muon and is_matrix and not forced and not role and p.ndim == 2:
+            if full in declared:
+                to_muon = declared[full] == "muon"
+            else:
+                forced = any(
+                    mname == f or mname.startswith(f + ".") or f == "" for f in adamw_forced
+                )
+                role = bool(_ROLE_RE.search(mname)) or mname.split(".")[0] == "representation"
+                to_muon = is_matrix and not forced and not role
+            if use_muon and to_muon and p.ndim == 2:
                 split.add("muon", full, p)
             elif (is_matrix or is_conv) and p.ndim >= 2:
                 split.add("decay", full, p)

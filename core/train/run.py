@@ -61,11 +61,13 @@ def header(cfg: dict[str, Any]) -> list[str]:
 
 def run(cfg: dict[str, Any]) -> int:
     """Prepare (if needed), pretrain, probe and report; return the exit status."""
+    from efm.assemble import require as require_assembly
     from efm.evaluate.report import write_report
     from efm.evaluate.run import probe, summary_lines
     from efm.train.loop import pretrain
     from efm.train.rundir import default_run_dir
 
+    require_assembly(cfg)  # every assembly problem now, before any data is prepared
     lines = header(cfg)
     for line in lines:
         _say(line)
@@ -144,6 +146,9 @@ def cli_pretrain(argv: list[str]) -> int:
             raise UsageError("efm pretrain needs recipe=NAME")
         return 0
     cfg = compose(argv)
+    from efm.assemble import require as require_assembly
+
+    require_assembly(cfg)  # every assembly problem now, before any data is prepared
     for line in header(cfg)[:2]:
         _say(line.replace("efm run:", "efm pretrain:"))
     shards = ensure_shards(cfg)

@@ -32,6 +32,8 @@ def efm_register_backbones(register):
 def _build_hiera(size, **cfg):
     from efm_plugins.backbones import hiera
 
+    if cfg.get("input_size") is None:  # built alone (not through efm.assemble): the default size
+        cfg.pop("input_size", None)
     return getattr(hiera, f"hiera_{size}")(**cfg)
 
 

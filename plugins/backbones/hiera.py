@@ -613,6 +613,19 @@ class Hiera(nn.Module):
         }
         return BackboneOutput(features=final.flatten(1, -2), intermediates=inter, extra=extra)
 
+    def param_groups(self) -> dict[str, str]:
+        """Muon for the blocks' linear weights (attention, MLP, stage projections); AdamW for the
+        stem, position embeddings, norms, biases and the head."""
+        linear = {f"{n}.weight" for n, m in self.named_modules() if isinstance(m, nn.Linear)}
+        return {
+            n: "muon" if n in linear and n.startswith("blocks.") else "adamw"
+            for n, _ in self.named_parameters()
+        }
+
+    def set_activation_checkpointing(self, enabled: bool = True) -> None:
+        """Recompute every block in the backward pass (the optional capability of the interface)."""
+        self.activation_checkpointing = bool(enabled)
+
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Mean of the last stage's tokens, layer-normed: ``[B, embed_dim]`` (upstream's pre-head)."""
         last, _, _ = self._encode(x, None, keep=False)

@@ -45,7 +45,9 @@ DEFAULTS: dict[int, dict[str, Any]] = {
 class HieraConfig:
     """Options of a Hiera backbone.
 
-    ``input_size``: ``(H, W)`` for 2D inputs ``[B, C, H, W]`` (EPI-250k: the 8 regional channels as
+    ``input_size`` and ``in_chans`` are derived from the representation's output by
+    :mod:`efm.assemble` when None ("None = derived"; an explicit value that disagrees is an error).
+    ``input_size``: None alone = ``(224, 224)``; ``(H, W)`` for 2D inputs ``[B, C, H, W]`` (EPI-250k: the 8 regional channels as
     colour planes), ``(T, H, W)`` for 3D inputs ``[B, n_repr, T, H, W]`` (EPI-250k 3D: ``T`` = the 8
     regions as frames, ``n_repr`` stacked representations as input channels). ``H`` and ``W`` must be
     multiples of ``patch_stride * q_stride ** 3`` (32 by default).
@@ -62,7 +64,7 @@ class HieraConfig:
     ``activation_checkpointing``: recompute every block in the backward pass (saves memory).
     """
 
-    input_size: tuple[int, ...] = (224, 224)
+    input_size: tuple[int, ...] | None = None
     in_chans: int | None = None
     num_classes: int = 0
     q_pool: int = 2

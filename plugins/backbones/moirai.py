@@ -298,6 +298,12 @@ class Moirai(nn.Module):
 
     def __init__(self, cfg: MoiraiConfig) -> None:
         super().__init__()
+        if cfg.patch_len is None or cfg.embed_window is None:  # built alone: the plain defaults
+            cfg = replace(
+                cfg,
+                patch_len=50 if cfg.patch_len is None else cfg.patch_len,
+                embed_window=0 if cfg.embed_window is None else cfg.embed_window,
+            )
         d = cfg.d_model
         if d % cfg.head_dim or d % 4:
             raise MoiraiError(f"d_model {d} must be a multiple of head_dim {cfg.head_dim} and of 4")
@@ -308,7 +314,6 @@ class Moirai(nn.Module):
         self.width_mult = d / cfg.mup_base_width if cfg.mup else 1.0
         self.patch_embed = CNNPatchEmbed(d, cfg.patch_len)
         self.spectral_proj = nn.Linear(d // 2 + 1, d)
-        self.spectral_proj.efm_optim = "adamw"  # an input layer (architectures.md 4.2), not Muon
         self.spectral_drop = nn.Dropout(cfg.dropout)
         self.modality_embed = nn.Embedding(2, d // 4)
         self.subtype_embed = nn.Embedding(3, d // 4)  # grid, strip, depth (0 = unknown -> zeros)
@@ -432,6 +437,17 @@ class Moirai(nn.Module):
         self, seq: torch.Tensor, ids: dict[str, Any], taps: list[torch.Tensor] | None
     ) -> torch.Tensor:
         return encode_packed(self.encoder, seq, ids, self.cfg.pack_len, taps)
+
+    # -- optimizer roles (efm.interfaces.SupportsParamGroups) ---------------------------------------
+    def param_groups(self) -> dict[str, str]:
+        """Muon for the encoder's and STCPE's linear weights; AdamW for the input layers (the CNN
+        patch embedder and the spectral projection, architectures.md 4.2) and everything else."""
+        inputs = ("patch_embed.", "spectral_proj.")
+        linear = {f"{n}.weight" for n, m in self.named_modules() if isinstance(m, nn.Linear)}
+        return {
+            n: "muon" if n in linear and not n.startswith(inputs) else "adamw"
+            for n, _ in self.named_parameters()
+        }
 
     # -- muP ----------------------------------------------------------------------------------
     def param_roles(self) -> dict[str, str]:

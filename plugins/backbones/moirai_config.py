@@ -37,8 +37,9 @@ class MoiraiConfig:
         Key/value heads for grouped-query attention; ``None`` = as many as query heads (DIVER-1).
     ffn_mult : float
         Gated FFN hidden width as a multiple of ``d_model`` (DIVER-1: 4).
-    patch_len : int
-        Samples per patch the representation produces (50 = 0.1 s or 500 = 1 s at 500 Hz).
+    patch_len : int | None
+        Samples per patch the representation produces (50 = 0.1 s or 500 = 1 s at 500 Hz); None =
+        derived from the representation by :mod:`efm.assemble` (50 when built alone).
     rope_fraction : float
         Fraction of each head's dims that get the rotary time encoding: 1.0 in DIVER-1 (and its
         checkpoints), 0.5 in MOIRAI (uni2ts ``partial_factor=(0, 0.5)``).
@@ -66,9 +67,11 @@ class MoiraiConfig:
         of attending over padded channels.
     pack_len : int
         Row length for packing; rows are at least as long as the longest sample.
-    embed_window : int
+    embed_window : int | None
         :meth:`embed` of inputs longer than this many patches averages the embeddings of
-        consecutive windows of this length (e.g. the training crop); 0: embed the whole input.
+        consecutive windows of this length; 0: embed the whole input. None = derived by
+        :mod:`efm.assemble`: the longest training crop (``train.crops_s``) in patches, 0 without
+        crops (and when built alone).
     diver_checkpoint : str | None
         A released DIVER-1 checkpoint (``.pt``, DeepSpeed ``{"module": ...}`` or a plain state dict)
         loaded into the backbone when it is built; the sizes must match (e.g. ``moirai_tiny`` with
@@ -81,7 +84,7 @@ class MoiraiConfig:
     head_dim: int = 32
     kv_groups: int | None = None
     ffn_mult: float = 4.0
-    patch_len: int = 50
+    patch_len: int | None = None
     rope_fraction: float = 1.0
     rope_base: float = 10000.0
     dropout: float = 0.1
@@ -93,7 +96,7 @@ class MoiraiConfig:
     attention: Literal["sdpa", "flex", "auto"] = "auto"
     pack: bool = False
     pack_len: int = 0
-    embed_window: int = 0
+    embed_window: int | None = None
     diver_checkpoint: str | None = None
 
     def check(self) -> list[str]:

@@ -24,7 +24,7 @@ from einops import rearrange
 from torch import nn
 
 from efm.errors import ConfigError
-from efm.interfaces import ObjectiveOutput
+from efm.interfaces import ObjectiveOutput, represent
 from efm_plugins.backbones.hiera import HieraBlock, undo_windowing
 
 log = logging.getLogger("efm.plugins.mae")
@@ -173,6 +173,18 @@ class MAE(nn.Module):
             return x.unsqueeze(1)
         return x
 
+    def param_groups(self) -> dict[str, str]:
+        """The objective's own parameters (the backbone declares its own): Muon for the decoder's
+        linear weights (input projection and blocks); AdamW for the fusion convolutions, norms,
+        tokens, position embeddings and the pixel read-out ``decoder_pred``."""
+        linear = {f"{n}.weight" for n, m in self.named_modules() if isinstance(m, nn.Linear)}
+        muon = ("decoder_embed.", "decoder_blocks.")
+        return {
+            n: "muon" if n in linear and n.startswith(muon) else "adamw"
+            for n, _ in self.named_parameters()
+            if not n.startswith(("backbone.", "representation."))
+        }
+
     def random_mask(self, batch_size: int, device: torch.device | str) -> torch.Tensor:
         """A random bool mask ``[B, *grid]`` keeping ``n_keep`` units per sample (True = visible)."""
         noise = torch.rand(batch_size, self.n_units, device=device)
@@ -270,7 +282,7 @@ class MAE(nn.Module):
 
     def forward(self, batch: dict[str, Any]) -> ObjectiveOutput:
         """``batch["signal"]`` ``[B, C, T]`` (µV) -> representation -> masked reconstruction loss."""
-        return self.forward_image(self.representation(batch["signal"]))
+        return self.forward_image(represent(self.representation, batch))
 
     @torch.no_grad()
     def _figures(self, r: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

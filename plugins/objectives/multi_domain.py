@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from efm.errors import EfmError
-from efm.interfaces import ObjectiveOutput, Tokens
+from efm.interfaces import ObjectiveOutput, Tokens, represent
 from efm_plugins.objectives.multi_domain_config import MultiDomainConfig
 from efm_plugins.tokenizers.targets import fft_amplitude, stft_amplitude, stft_amplitude_size
 
@@ -54,7 +54,8 @@ class MultiDomain(nn.Module):
         p = int(representation.patch_len)
         sfreq = float(representation.sfreq)
         self.patch_len, self.sfreq = p, sfreq
-        self.layout = spectral_layout(p, sfreq, cfg.max_hz)
+        max_hz = sfreq / 2 if cfg.max_hz is None else float(cfg.max_hz)
+        self.layout = spectral_layout(p, sfreq, max_hz)
         self.use_stft = cfg.stft if cfg.stft is not None else p >= round(sfreq)
         fft_w = cfg.fft_weight if cfg.fft_weight is not None else (0.1 if self.use_stft else 1.0)
         self.weights = {"time": cfg.time_weight, "fft": fft_w, "stft": cfg.stft_weight}
@@ -78,12 +79,7 @@ class MultiDomain(nn.Module):
 
     def forward(self, batch: dict[str, Any]) -> ObjectiveOutput:
         x = batch["signal"]
-        kw: dict[str, Any] = {}
-        if batch.get("meta"):
-            kw["meta"] = batch["meta"]
-        if batch.get("channel_mask") is not None:
-            kw["channel_mask"] = batch["channel_mask"]
-        tokens: Tokens = self.representation(x, **kw)
+        tokens: Tokens = represent(self.representation, batch)
         b, c, n, _ = tokens.patches.shape
         valid = tokens.channel_mask.to(x.device, torch.bool)[:, :, None].expand(b, c, n)
         drop = torch.rand(b, c, n, device=x.device) < self.cfg.mask_ratio
@@ -118,6 +114,10 @@ class MultiDomain(nn.Module):
             "masked": (orig[0] * keep).flatten(1),
             "reconstruction": recon[0].flatten(1),
         }
+
+    def param_groups(self) -> dict[str, str]:
+        """The objective's own parameters, the read-out heads: AdamW (the backbone declares its own)."""
+        return {n: "adamw" for n, _ in self.named_parameters() if n.startswith("heads.")}
 
     # -- muP interface (see Moirai.lr_multipliers) ---------------------------------------------
     def lr_multipliers(self) -> dict[str, float]:

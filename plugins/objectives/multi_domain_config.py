@@ -22,8 +22,11 @@ class MultiDomainConfig:
         Use the two-scale STFT-amplitude term; ``None``: on for patches of at least 1 s.
     stft_weight : float
         Weight of the STFT-amplitude MSE.
-    max_hz : float
-        Highest frequency kept in the spectral targets (DIVER-1: 200 Hz).
+    max_hz : float | None
+        Highest frequency kept in the spectral targets (DIVER-1: 200 Hz). None = derived by
+        :mod:`efm.assemble`: ``min(pipeline.sfreq / 2, pipeline.h_freq)`` (200 Hz for DIVER-1's
+        500 Hz data low-passed at 200 Hz); built alone, ``sfreq / 2`` of the representation. An
+        explicit value above either is an error.
     real_part_targets : bool
         Use ``log1p(|Re X|)`` as DIVER-1's released code does, instead of the true amplitude.
     """
@@ -33,5 +36,5 @@ class MultiDomainConfig:
     fft_weight: float | None = None
     stft: bool | None = None
     stft_weight: float = 1.0
-    max_hz: float = 200.0
+    max_hz: float | None = None
     real_part_targets: bool = False

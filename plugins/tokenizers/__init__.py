@@ -13,47 +13,54 @@ from typing import Any
 
 import efm
 
+# options that efm.assemble derives from the pipeline; None (built alone): the class default
+_DERIVED = ("sfreq", "n_times")
+
+
+def _given(cfg: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in cfg.items() if not (k in _DERIVED and v is None)}
+
 
 def _patch(**cfg: Any) -> Any:
     from efm_plugins.tokenizers.patch import PatchTokenizer
 
-    return PatchTokenizer(**cfg)
+    return PatchTokenizer(**_given(cfg))
 
 
 def _spectrogram(**cfg: Any) -> Any:
     from efm_plugins.tokenizers.spectrogram import Spectrogram
 
-    return Spectrogram(**cfg)
+    return Spectrogram(**_given(cfg))
 
 
 def _morlet(**cfg: Any) -> Any:
     from efm_plugins.tokenizers.morlet import Morlet
 
-    return Morlet(**cfg)
+    return Morlet(**_given(cfg))
 
 
 def _wpli(**cfg: Any) -> Any:
     from efm_plugins.tokenizers.wpli import WPLI
 
-    return WPLI(**cfg)
+    return WPLI(**_given(cfg))
 
 
 def _temporal_matrix(**cfg: Any) -> Any:
     from efm_plugins.tokenizers.temporal import TemporalMatrix
 
-    return TemporalMatrix(**cfg)
+    return TemporalMatrix(**_given(cfg))
 
 
 def _bandpass(**cfg: Any) -> Any:
     from efm_plugins.tokenizers.temporal import Bandpass
 
-    return Bandpass(**cfg)
+    return Bandpass(**_given(cfg))
 
 
 def _stack(**cfg: Any) -> Any:
     from efm_plugins.tokenizers.stack import Stack
 
-    return Stack(**cfg)
+    return Stack(**_given(cfg))
 
 
 @efm.hookimpl

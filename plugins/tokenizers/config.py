@@ -1,5 +1,8 @@
 """Config schemas of the built-in representations (no torch import: validation stays cheap).
 
+``sfreq`` and ``n_times`` are None by default: :mod:`efm.assemble` derives them from
+``pipeline.sfreq`` and ``pipeline.epoch_s``; a representation built alone uses its class default.
+
 Defaults follow flash-eeg 0.4.1 (Swiss-Epilepsy-Center/flash-eeg) for the image family and DIVER-1
 (arXiv 2512.19097, DIVER-Project/DIVER-1) for the token family.
 """
@@ -25,7 +28,7 @@ class PatchConfig:
     """
 
     patch_s: float = 1.0
-    sfreq: float = 500.0
+    sfreq: float | None = None  # None = derived: pipeline.sfreq (500 Hz when built alone)
     tail: Literal["drop", "pad", "error"] = "drop"
 
 
@@ -33,7 +36,7 @@ class PatchConfig:
 class SpectrogramConfig:
     """Hann STFT power in dB on a log-then-linear frequency axis (flash-eeg ``spectrogram``)."""
 
-    sfreq: float = 250.0
+    sfreq: float | None = None  # None = derived: pipeline.sfreq (250 Hz when built alone)
     n_fft: int = 1024
     hop_length: int = 128
     fmin: float = 1.0
@@ -52,13 +55,13 @@ class SpectrogramConfig:
 class MorletConfig:
     """Morlet wavelet power in dB (flash-eeg ``morlet``), computed in bounded memory."""
 
-    sfreq: float = 250.0
+    sfreq: float | None = None  # None = derived: pipeline.sfreq (250 Hz when built alone)
     fmin: float = 1.0
     fmax: float = 100.0
     n_freqs: int = 50
     n_cycles: float | None = None  # None: freq / 2 (flash-eeg), i.e. a 2 Hz spectral width
     decim: int = 4
-    n_times: int = 7500  # expected length (precomputed plan; other lengths work eagerly)
+    n_times: int | None = None  # None = derived: pipeline.epoch_s x sfreq (7500 alone)
     output_size: int = 224
     output: Literal["image", "raw"] = (
         "image"  # "image" or "raw" (dB, [B, C, n_freqs, ceil(T / decim)])
@@ -75,7 +78,7 @@ class WPLIConfig:
     (``False``) uses the whole epoch with DPSS tapers of the epoch's length.
     """
 
-    sfreq: float = 250.0
+    sfreq: float | None = None  # None = derived: pipeline.sfreq (250 Hz when built alone)
     n_fft: int = 512
     bandwidth_nw: float = 2.0
     n_tapers: int = 3
@@ -94,7 +97,7 @@ class WPLIConfig:
     output_size: int = 224
     output: Literal["image", "raw"] = "image"  # "image" or "raw" (WPLI, [B, n_bands, C, C])
     flash_compat: bool = False
-    n_times: int = 7500  # expected length (precomputed tapers; other lengths work eagerly)
+    n_times: int | None = None  # None = derived: pipeline.epoch_s x sfreq (7500 alone)
     chunk_elems: int = 1 << 26  # float32 values per internal chunk (bounds memory)
 
 
@@ -111,7 +114,7 @@ class TemporalMatrixConfig:
 class BandpassConfig:
     """Zero-phase FFT bandpass with raised-cosine edges (flash-eeg ``bandpass``); [B, C, T] out."""
 
-    sfreq: float = 250.0
+    sfreq: float | None = None  # None = derived: pipeline.sfreq (250 Hz when built alone)
     low: float = 1.0
     high: float = 50.0
     rolloff: float = 2.0
@@ -126,6 +129,6 @@ class StackConfig:
     """
 
     names: list[str] = field(default_factory=lambda: ["spectrogram", "morlet", "temporal_matrix"])
-    sfreq: float = 250.0
+    sfreq: float | None = None  # None = derived: pipeline.sfreq (250 Hz when built alone)
     output_size: int = 224
-    n_times: int = 7500
+    n_times: int | None = None  # None = derived: pipeline.epoch_s x sfreq (7500 alone)

@@ -20,7 +20,7 @@ sized for the CPU caches (eager) or memory, so batch 2048 x 8 x 7500 fits in a f
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from einops import rearrange
@@ -166,7 +166,10 @@ class Morlet(nn.Module):
     def _image(self, x: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
         return write(out, resize(minmax(self._power_db(x)), self.size))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, *, meta: Any = None, channel_mask: Any = None
+    ) -> torch.Tensor:
+        """``[B, C, T]`` -> the image; ``meta`` and ``channel_mask`` are not used."""
         check_signal(x, "morlet", min_times=2)
         b, c, t = x.shape
         full = self.plan(t) is None

@@ -115,8 +115,9 @@ class PatchTokenizer(nn.Module):
 
     Notes
     -----
-    ``forward(x, ch_types=None, ch_pos=None, modality=None, channel_mask=None, subtype=None,
-    meta=None)``. Channel metadata may be a tensor (``[B, C]`` / ``[C]``), one list of names for the
+    ``forward(x, *, meta=None, channel_mask=None, ch_types=None, ch_pos=None, modality=None,
+    subtype=None)``: the first two are the one call every objective makes
+    (:func:`efm.interfaces.represent`); the others are for direct use. Channel metadata may be a tensor (``[B, C]`` / ``[C]``), one list of names for the
     whole batch, or one list per sample (shorter lists mark the remaining channels as padding in
     ``channel_mask``). ``meta`` is the batch's list of shard ``meta.json`` dicts; explicit keywords
     win over it. Defaults: type ``eeg``, position NaN, modality ``eeg``, subtype unknown, all channels
@@ -146,12 +147,13 @@ class PatchTokenizer(nn.Module):
     def forward(
         self,
         x: torch.Tensor,
+        *,
+        meta: Sequence[Mapping[str, Any]] | None = None,
+        channel_mask: torch.Tensor | None = None,
         ch_types: Any = None,
         ch_pos: Any = None,
         modality: Any = None,
-        channel_mask: torch.Tensor | None = None,
         subtype: Any = None,
-        meta: Sequence[Mapping[str, Any]] | None = None,
     ) -> Tokens:
         check_signal(x, "patch", min_times=self.patch_len)
         b, c, t = x.shape

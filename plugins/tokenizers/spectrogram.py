@@ -16,7 +16,7 @@ resize along time.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -83,6 +83,7 @@ class Spectrogram(nn.Module):
                 f"spectrogram: need 0 < fmin ({fmin}) < freq_breakpoint ({freq_breakpoint}) < fmax "
                 f"({fmax}) <= sfreq / 2 ({sfreq / 2})"
             )
+        self.sfreq = float(sfreq)
         self.n_fft, self.hop, self.output, self.size = n_fft, hop_length, output, output_size
         self.n_freqs_out, self.chunk_elems = n_freqs_out, chunk_elems
         df = sfreq / n_fft
@@ -143,7 +144,10 @@ class Spectrogram(nn.Module):
             return write(out, resize(img, self.size))
         return write(out, stretch_width(img, self.size))  # linear along time only
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, *, meta: Any = None, channel_mask: Any = None
+    ) -> torch.Tensor:
+        """``[B, C, T]`` -> the image; ``meta`` and ``channel_mask`` are not used."""
         check_signal(x, "spectrogram", min_times=self.n_fft // 2 + 1)
         b, c, t = x.shape
         per_sample = c * self.n_frames(t) * (3 * self.n_fft + 2 * self.n_freqs_out)

@@ -8,7 +8,7 @@ with its defaults, with ``sfreq`` and ``output_size`` shared.
 from __future__ import annotations
 
 import inspect
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -65,5 +65,8 @@ class Stack(nn.Module):
     def output_shape(self, n_chans: int, n_times: int) -> tuple[int, ...]:
         return (len(self.members), n_chans, self.size, self.size)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, *, meta: Any = None, channel_mask: Any = None
+    ) -> torch.Tensor:
+        """``[B, C, T]`` -> the image; ``meta`` and ``channel_mask`` are not used."""
         return torch.stack([m(x) for m in self.members], dim=1)  # [B, n_repr, C, H, W]

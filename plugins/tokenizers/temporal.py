@@ -19,7 +19,7 @@ written into the output (a whole-batch call allocates and faults in a fresh spec
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -88,7 +88,10 @@ class TemporalMatrix(nn.Module):
             return res if out is None else out.copy_(res)
         return torch.index_select(wide, -2, rows, out=out)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, *, meta: Any = None, channel_mask: Any = None
+    ) -> torch.Tensor:
+        """``[B, C, T]`` -> the image; ``meta`` and ``channel_mask`` are not used."""
         check_signal(x, "temporal_matrix", min_times=1)
         b, c, t = x.shape
         rows = block_rows(c * (t + 3 * self.size * self.size), 1 << 26, device=x.device)
@@ -142,7 +145,10 @@ class Bandpass(nn.Module):
         spec = torch.fft.rfft(x, dim=-1).mul_(gain)
         return write(out, torch.fft.irfft(spec, n=x.shape[-1], dim=-1))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, *, meta: Any = None, channel_mask: Any = None
+    ) -> torch.Tensor:
+        """``[B, C, T]`` -> the filtered signal; ``meta`` and ``channel_mask`` are not used."""
         check_signal(x, "bandpass", min_times=2)
         b, c, t = x.shape
         gain = self.response(t, x.device)  # [T // 2 + 1]

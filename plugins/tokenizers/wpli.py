@@ -19,7 +19,7 @@ gather), accumulated over the 2K real taper components; band means are one matmu
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -222,7 +222,10 @@ class WPLI(nn.Module):
         torch.index_select(wide, 1, near, out=out.view(b, self.size, self.size))
         return out
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, *, meta: Any = None, channel_mask: Any = None
+    ) -> torch.Tensor:
+        """``[B, C, T]`` -> the image; ``meta`` and ``channel_mask`` are not used."""
         check_signal(x, "wpli", min_times=8)
         if x.shape[1] < 2:
             raise RepresentationError(f"wpli: needs at least 2 channels, got {x.shape[1]}")

@@ -21,10 +21,11 @@ import pytest
 import torch
 
 from efm import registry
+from efm.assemble import assemble
 from efm.config import compose
 from efm.interfaces import Tokens
 from efm.testing import requires_cuda
-from efm.train.loop import autocast_dtype, build_objective, compile_model, to_device
+from efm.train.loop import autocast_dtype, compile_model, to_device
 from efm.train.optim import Optimizers
 
 # EFM_GPU_TESTS_ON=cpu rehearses these tests on the CPU (bf16 autocast there too), to check the
@@ -129,7 +130,7 @@ def test_backbone_bf16_autocast_forward_backward(name: str) -> None:
 def _objective(recipe: str, *overrides: str) -> tuple[torch.nn.Module, dict[str, Any]]:
     cfg = compose([f"recipe={recipe}", *overrides])
     torch.manual_seed(0)
-    return build_objective(cfg).to(CUDA), cfg
+    return assemble(cfg).to(CUDA), cfg
 
 
 def _batch(cfg: dict[str, Any], b: int = 8) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import pytest
 import torch
 from scipy.signal import get_window
 
-from efm import registry
+from efm.assemble import assemble
 from efm.testing.suites import ObjectiveSuite
 from efm_plugins.objectives.multi_domain import MultiDomain, spectral_layout
 
@@ -26,17 +26,23 @@ def _one_thread():
 class TestMultiDomainSuite(ObjectiveSuite):
     names = ["multi_domain"]
 
-    def parts(self, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
-        # 0.2 s patches at the suite's 250 Hz: 50 samples, the moirai_test default patch_len
-        return {"name": "patch", "patch_s": 0.2, "sfreq": 250.0}, {"name": "moirai_test"}
+    def nodes(self, name: str) -> dict[str, dict[str, Any]]:
+        nodes = super().nodes(name)
+        nodes["representation"].update(patch_s=0.2)  # 50 samples at the suite's 250 Hz
+        return nodes
 
 
 def _objective(patch_s: float, sfreq: float = 500.0, **cfg: Any) -> MultiDomain:
+    """DIVER-1's setting: iEEG at ``sfreq`` low-passed at 200 Hz (max_hz is derived: 200)."""
     torch.manual_seed(0)
-    rep = registry.create("tokenizers", "patch", patch_s=patch_s, sfreq=sfreq)
-    bb = registry.create("backbones", "moirai_test", patch_len=rep.patch_len, dropout=0.0)
-    comp = registry.get("objectives", "multi_domain")
-    return comp.builder(backbone=bb, representation=rep, **(comp.defaults() | cfg))
+    return assemble(
+        {
+            "pipeline": {"path": "ieeg", "sfreq": sfreq, "h_freq": 200.0},
+            "representation": {"name": "patch", "patch_s": patch_s},
+            "backbone": {"name": "moirai_test", "dropout": 0.0},
+            "objective": {"name": "multi_domain", **cfg},
+        }
+    )
 
 
 def test_diver1_layout_and_weights() -> None:

@@ -52,52 +52,22 @@ class TinySpectrogram(nn.Module):
         return (*lead, n_chans, self.size, self.size)
 
 
-def image_representation() -> dict[str, Any]:
-    """The spectrogram tokenizer at 96 x 96 when registered, else the local tiny one."""
-    if "spectrogram" in registry.names("tokenizers"):
-        return {
-            "name": "spectrogram",
-            "output_size": 96,
-            "n_freqs_out": 96,
-            "n_fft": 256,
-            "hop_length": 32,
-        }
-    return {"name": "_tiny_spectrogram"}
-
-
 class TestObjectives(ObjectiveSuite):
     names = registry.names("objectives")
 
-    def parts(self, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
-        parts = {
-            "mae": (image_representation(), {"name": "hiera_test", "input_size": [96, 96]}),
-            "multi_domain": (
-                {"name": "patch", "patch_s": 0.2, "sfreq": 250.0},
-                {"name": "moirai_test"},
-            ),
-        }
-        if name not in parts:
-            pytest.fail(
-                f"no parts for objective {name!r}: add them to tests/plugins/test_objectives.py"
-            )
-        return parts[name]
+    def nodes(self, name: str) -> dict[str, dict[str, Any]]:
+        nodes = super().nodes(name)  # assembled like the recipe: spectrogram / patch tokens
+        if name == "mae":  # 96 x 96 spectrograms of the suite's 4 s epochs
+            nodes["representation"].update(output_size=96, n_freqs_out=96, n_fft=256, hop_length=32)
+        if name == "multi_domain":  # 0.2 s patches: 50 samples at the suite's 250 Hz
+            nodes["representation"].update(patch_s=0.2)
+        return nodes
 
     def config(self, name: str) -> dict[str, Any]:
         # raw-pixel loss here: hidden patches of noise spectrograms are unpredictable once each is
         # standardised (norm-pix loss stays near 1), while their raw level is learnable; the
         # norm-pix path is checked against the reference in test_mae_matches_reference
         return TINY_DECODER | {"norm_pix_loss": False} if name == "mae" else {}
-
-    def build(self, name: str) -> Any:
-        rep_cfg, bb_cfg = (dict(c) for c in self.parts(name))
-        if rep_cfg["name"] == "_tiny_spectrogram":
-            rep = TinySpectrogram()
-            bb = registry.create("backbones", bb_cfg.pop("name"), **bb_cfg)
-            comp = registry.get(self.kind, name)
-            return comp.builder(
-                backbone=bb, representation=rep, **(comp.defaults() | self.config(name))
-            )
-        return super().build(name)
 
 
 # -- MAE ------------------------------------------------------------------------------------------

@@ -23,10 +23,7 @@ BANDS = [(1, 4), (4, 8), (8, 13), (13, 30), (30, 60), (60, 100), (1, 40), (1, 10
 class TestTokenizerSuite(TokenizerSuite):
     """The shared suite for every registered tokenizer (4 channels, 4 s at 250 Hz)."""
 
-    names = registry.names("tokenizers")
-
-    def config(self, name):
-        return {"n_times": 1000} if name in ("morlet", "wpli", "stack") else {}
+    names = registry.names("tokenizers")  # n_times (1000) and sfreq: derived by the suite
 
 
 def _create(name, **cfg):

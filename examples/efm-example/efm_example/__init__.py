@@ -13,21 +13,28 @@ import efm
 
 @dataclass
 class ConvNetConfig:
-    """Options of the example backbone."""
+    """Options of the example backbone.
 
-    in_chans: int = 8
-    input_size: tuple[int, int] = (224, 224)
-    width: int = 64
-    depth: int = 2
+    ``in_chans`` and ``input_size``: None = derived from the representation's output by efm's
+    assembly (``efm.assemble``), like Hiera's. ``width`` and ``depth``: None = the registered size's.
+    """
+
+    in_chans: int | None = None
+    input_size: tuple[int, int] | None = None
+    width: int | None = None
+    depth: int | None = None
     patch: int = 16
 
 
 def _builder(width: int, depth: int):
+    """A builder that only sets numbers: one size of :class:`efm_example.convnet.ConvNet`."""
+
     def build(**cfg):
         from efm_example.convnet import ConvNet
 
+        sized = {"width": width, "depth": depth, "in_chans": 8, "input_size": (224, 224)}
         return ConvNet(
-            **(cfg | {"width": cfg.get("width", width), "depth": cfg.get("depth", depth)})
+            **{k: v if v is not None else sized.get(k) for k, v in (sized | cfg).items()}
         )
 
     return build

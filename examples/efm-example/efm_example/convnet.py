@@ -59,14 +59,23 @@ class ConvNet(nn.Module):
         return torch.randn(batch_size, self.in_chans, *self.input_size)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> BackboneOutput:
+        """Tokens ``[B, L, D]``; with a ``mask`` ``[B, h, w]`` (True = visible, the same count per
+        sample) hidden patches are zeroed after the stem (SimMIM style) and only the visible ones
+        are returned, as MAE expects: features ``[B, kept, D]`` and per-block intermediates
+        ``[B, kept, 1, 1, D]`` (one patch per mask unit), in raster order."""
         h = self.stem(x)  # [B, D, h, w]
-        if mask is not None:  # masked patches are zeroed (SimMIM style)
+        if mask is not None:
             h = h * mask[:, None].to(h.dtype)
         inter = []
         for block in self.blocks:
             h = h + block(h)
             inter.append(rearrange(h, "b d h w -> b (h w) d"))
         tokens = self.norm(rearrange(h, "b d h w -> b (h w) d"))  # [B, L, D]
+        if mask is not None:
+            keep = mask.flatten(1)  # [B, L]
+            b, d = tokens.shape[0], tokens.shape[-1]
+            tokens = tokens[keep].view(b, -1, d)
+            inter = [t[keep].view(b, -1, 1, 1, d) for t in inter]
         return BackboneOutput(tokens, inter, {"grid": tuple(h.shape[-2:])})
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
