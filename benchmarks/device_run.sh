@@ -21,6 +21,12 @@
 #             and diver1-iEEG on the demo corpus with the full model sizes, loss going down
 #             (CHECK_K: a pytest -k filter; RUN_STEPS and RUN_COMPILE: the runs' steps and compile)
 #
+# Measured on the H200 machine (16 cores), 2026-12-04: install 10 s, reps 24 s, prof 28 s, eager
+# 36 s, the GPU tests about 95 s alone (compiles included); compiling hiera_base MAE in inductor's
+# default mode took more than 110 s (train did not finish in its limit), and the compiled reps did
+# not finish in 70 s: on a 15-minute lease run train or compiled alone, with TRAIN_S / a longer
+# limit, and check alone rather than beside both runs (they shared 16 cores and timed out at 75 s).
+#
 # Results in $OUT when set (the device tool), else benchmarks/results/device/: parts.json (status,
 # seconds and environment), device_run.log, representations_cuda.json,
 # representations_cuda_compiled.json, training_cuda.json, training_cuda_diver1-EEG.json,

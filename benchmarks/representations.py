@@ -6,7 +6,7 @@ flash-eeg 0.4.1, side by side, on batches of 8 x 7500 (30 s at 250 Hz), on the C
     python benchmarks/representations.py --batches 2048 --merge   # add rows to the results JSON
     python benchmarks/representations.py --threads 2 --out benchmarks/results/x.json
     python benchmarks/representations.py --device cuda --compile  # GPU: eager and compiled
-    bash benchmarks/device_representations.sh             # the GPU run on a bare device machine
+    bash benchmarks/device_run.sh reps compiled           # the GPU run on a bare device machine
 
 Every implementation runs with the same thread settings: ``--threads`` sets OMP/MKL/OpenBLAS
 thread counts (before NumPy is imported), ``torch.set_num_threads`` and SciPy's FFT workers;

@@ -105,7 +105,9 @@ class MoiraiConfig:
         d = self.d_model
         if self.head_dim < 1 or d % self.head_dim or d % 4:
             problems.append(f"d_model {d} must be a multiple of head_dim {self.head_dim} and of 4")
-        if self.patch_len < 1:
+        if self.patch_len is None:  # None = derived (efm.assemble): checked once known
+            pass
+        elif self.patch_len < 1:
             problems.append(f"patch_len={self.patch_len} must be >= 1")
         else:  # the CNN patch embedder's output positions per patch (moirai.CNNPatchEmbed)
             padded = 1 << max(1, math.ceil(math.log2(self.patch_len)))

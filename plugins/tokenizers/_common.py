@@ -62,7 +62,7 @@ def stretch_width(img: torch.Tensor, width: int) -> torch.Tensor:
     On CUDA this is ``bilinear`` with the height kept (rows at scale 1 are exact, so the numbers
     equal the 1-D kernel's): CUDA's ``linear`` 1-D kernel runs one thread per output column and
     loops over all ``B * C * H`` rows, 160 ms per batch of 256 spectrograms on an H200 against
-    1.3 ms for the 2-D kernel (benchmarks/results/device/profile_representations.json). On the
+    1.3 ms for the 2-D kernel (benchmarks/results/device/profile_representations_cuda.json). On the
     CPU the 1-D kernel is the faster one.
     """
     b, c, h, w = img.shape
