@@ -168,8 +168,10 @@ def test_group_choice_keeps_shared_options(caplog):
         "(not options of morlet)" in caplog.messages
     )
     # ~node first: the component's defaults only
-    cfg = compose(["recipe=diver1-EEG", "~backbone", "backbone=moirai_tiny"])
-    assert cfg["backbone"]["patch_len"] == 50
+    cfg = compose(
+        ["recipe=diver1-EEG", "backbone.attention=sdpa", "~backbone", "backbone=moirai_tiny"]
+    )
+    assert cfg["backbone"]["attention"] == "auto"
 
 
 def test_checker_is_the_extension_point(monkeypatch):
