@@ -36,7 +36,6 @@ from efm import registry as _registry
 from efm.errors import (
     ConfigError,
     EfmError,
-    NotAvailableError,
     UnknownNameError,
     UsageError,
     suggest,
@@ -134,7 +133,7 @@ def _choose(cfg: dict[str, Any], node: str, name: Any) -> None:
     kind = _registry.COMPONENT_NODES[node]
     try:
         comp = _registry.get(kind, str(name))
-    except (UnknownNameError, NotAvailableError):
+    except UnknownNameError:
         cfg[node] = {"name": name}  # reported with every other problem by validation
         return
     old = cfg.get(node)
@@ -173,7 +172,7 @@ def _carried(
     options = {k: v for k, v in old.items() if k != "name"}
     try:
         prev = _registry.get(kind, str(old.get("name")))
-    except (UnknownNameError, NotAvailableError):
+    except UnknownNameError:
         return {}, options
     before, after = prev.defaults(), new.defaults()
     kept = {

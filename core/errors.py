@@ -26,10 +26,6 @@ class ReaderError(EfmError):
     """A recording could not be read: truncated, corrupt header, unknown format..."""
 
 
-class NotAvailableError(EfmError):
-    """A component is named by a recipe but nothing provides it yet."""
-
-
 class UnknownNameError(EfmError):
     """A name is not registered; the message lists the closest registered names."""
 

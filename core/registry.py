@@ -14,11 +14,10 @@ import logging
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields, is_dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from efm.errors import NotAvailableError, PluginError, UnknownNameError
+from efm.errors import PluginError, UnknownNameError
 
 log = logging.getLogger("efm.registry")
 
@@ -108,6 +107,23 @@ class Registry:
             aliases: tuple[str, ...] | list[str] = (),
             **meta: Any,
         ) -> None:
+            unknown = sorted(set(meta) - set(META_KEYS[kind]))
+            if unknown:
+                raise PluginError(
+                    f"plugin {plugin!r} (distribution {distribution!r}) registers "
+                    f"{SINGULAR[kind]} {name!r} with unknown metadata {', '.join(unknown)}; "
+                    f"options for {kind}: {', '.join(META_KEYS[kind])}"
+                )
+            bad = [
+                f"{key}={meta[key]!r} (options: {', '.join(allowed)})"
+                for key, allowed in META_VALUES.items()
+                if key in meta and not set(_as_tuple(meta[key])) <= set(allowed)
+            ]
+            if bad:
+                raise PluginError(
+                    f"plugin {plugin!r} (distribution {distribution!r}) registers "
+                    f"{SINGULAR[kind]} {name!r} with {'; '.join(bad)}"
+                )
             comp = Component(
                 kind, name, builder, schema, plugin, distribution, tuple(aliases), meta
             )
@@ -143,10 +159,6 @@ class Registry:
         }
         if name.lower() in lower:
             return lower[name.lower()]
-        if name in PLANNED.get(kind, {}):
-            raise NotAvailableError(
-                f"{SINGULAR[kind]} {name!r} is not available yet: {PLANNED[kind][name]}"
-            )
         raise UnknownNameError(SINGULAR[kind], name, list(table) + list(self.aliases[kind]))
 
     def get(self, kind: str, name: str) -> Component:
@@ -160,35 +172,26 @@ class Registry:
             yield from self.tables[kind].values()
 
 
-# Components that recipes name but that no built-in plugin provides yet (filled in as they land).
-PLANNED: dict[str, dict[str, str]] = {}
+# The keyword metadata a registration may carry, per kind (validated when it registers).
+META_KEYS: dict[str, tuple[str, ...]] = {
+    "readers": ("description", "extensions"),
+    "tokenizers": ("description", "family"),
+    "backbones": ("description", "family", "accepts"),
+    "objectives": ("description", "accepts"),
+    "recipes": ("description",),
+}
+
+META_VALUES: dict[str, tuple[str, ...]] = {
+    "family": ("image", "token", "signal"),
+    "accepts": ("image", "token", "signal"),
+}
+
+
+def _as_tuple(value: Any) -> tuple[Any, ...]:
+    return tuple(value) if isinstance(value, list | tuple) else (value,)
+
 
 _REGISTRY: Registry | None = None
-
-
-def _builtin_recipes(reg: Registry) -> None:
-    from efm.config import load_yaml
-
-    text = resources.files("efm").joinpath("registry.yaml").read_text(encoding="utf-8")
-    doc = load_yaml(text, "registry.yaml")
-    for name, recipe in (doc.get("recipes") or {}).items():
-        recipe = dict(recipe)
-        aliases = tuple(recipe.pop("aliases", ()) or ())
-        description = recipe.pop("description", "")
-        reg.add(
-            Component(
-                "recipes",
-                name,
-                recipe,
-                None,
-                "efm.registry",
-                "efm",
-                aliases,
-                {"description": description},
-            )
-        )
-    for kind, entries in (doc.get("planned") or {}).items():
-        PLANNED.setdefault(kind, {}).update(entries or {})
 
 
 def build() -> Registry:
@@ -198,7 +201,6 @@ def build() -> Registry:
     pm, infos = make_manager()
     reg = Registry()
     reg.pm = pm
-    _builtin_recipes(reg)
     by_module = {i["module"]: i for i in infos}
     for info in infos:
         info["hooks"] = []

@@ -30,7 +30,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from efm import registry as _registry
-from efm.errors import ConfigError, NotAvailableError, UnknownNameError, suggest
+from efm.errors import ConfigError, UnknownNameError, suggest
 
 
 def core_schemas() -> dict[str, type]:
@@ -188,7 +188,7 @@ def resolve(cfg: dict[str, Any]) -> tuple[dict[str, Any], list[str], set[str]]:
             continue
         try:
             comp = _registry.get(kind, str(given["name"]))
-        except (UnknownNameError, NotAvailableError) as exc:
+        except UnknownNameError as exc:
             node_problems(node, [f"{node}.name: {exc}"])
             out[node] = given
             continue
@@ -291,7 +291,7 @@ def _families(cfg: dict[str, Any]) -> list[str]:
     try:
         rep = _registry.get("tokenizers", str(cfg["representation"]["name"]))
         bb = _registry.get("backbones", str(cfg["backbone"]["name"]))
-    except (KeyError, TypeError, UnknownNameError, NotAvailableError):
+    except (KeyError, TypeError, UnknownNameError):
         return []  # a node or a name is missing: reported by the first pass
     family = rep.meta.get("family", "image")
     accepts = tuple(bb.meta.get("accepts", ("image",)))

@@ -69,7 +69,7 @@ TEXT = {
 
 
 def corpus_dir(patients: int, minutes: float, seed: int) -> Path:
-    from efm.data.sources import cache_dir
+    from efm.data.paths import cache_dir
 
     return cache_dir() / "demo" / f"{VERSION}-p{patients}-m{minutes:g}-s{seed}"
 

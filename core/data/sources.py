@@ -10,14 +10,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+from efm.data.paths import cache_dir
 from efm.errors import EfmError, UsageError
 
 COMPANIONS = {".eeg": (".vhdr", ".ahdr")}  # BrainVision data files are read through their header
-
-
-def cache_dir() -> Path:
-    """``$EFM_CACHE`` or ``~/.cache/efm``."""
-    return Path(os.environ.get("EFM_CACHE") or Path.home() / ".cache" / "efm").expanduser()
 
 
 def identity(cfg: dict[str, Any]) -> dict[str, Any]:

@@ -132,8 +132,8 @@ def cli(argv: list[str]) -> int:
         raise UsageError(
             "usage: efm probe --run-dir DIR | efm probe recipe=NAME [--checkpoint PATH]"
         )
+    from efm.data import ensure_shards
     from efm.train import checkpoint as ckpt
-    from efm.train.run import ensure_shards
     from efm.train.rundir import default_run_dir
 
     run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(cfg)
@@ -145,7 +145,7 @@ def cli(argv: list[str]) -> int:
                 f"no checkpoint in {run_dir}; train first (`efm pretrain ...`), pass "
                 "checkpoint=PATH, or random_init=true for the untrained baseline"
             )
-    shards = ensure_shards(cfg)
+    shards = Path(ensure_shards(cfg))
     name = "random_init" if args.random_init else "pretrained"
     result = probe(cfg, shards, run_dir, checkpoint, name)
     from efm.evaluate.report import write_report

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from efm.errors import EfmError, UsageError
+from efm.errors import UsageError
 
 log = logging.getLogger("efm.train.run")
 
@@ -23,18 +23,6 @@ log = logging.getLogger("efm.train.run")
 def _say(line: str) -> None:
     sys.stdout.write(line + "\n")
     sys.stdout.flush()
-
-
-def ensure_shards(cfg: dict[str, Any]) -> Path:
-    """``efm.data.ensure_shards`` (imported lazily), with a clear error while it is unavailable."""
-    try:
-        from efm.data import ensure_shards as _ensure
-    except ImportError as exc:
-        raise EfmError(
-            "the data pipeline (efm.data.ensure_shards) is not available in this installation; "
-            f"it is needed to prepare shards ({exc})"
-        ) from exc
-    return Path(_ensure(cfg))
 
 
 def header(cfg: dict[str, Any]) -> list[str]:
@@ -62,6 +50,7 @@ def header(cfg: dict[str, Any]) -> list[str]:
 def run(cfg: dict[str, Any]) -> int:
     """Prepare (if needed), pretrain, probe and report; return the exit status."""
     from efm.assemble import require as require_assembly
+    from efm.data import ensure_shards
     from efm.evaluate.report import write_report
     from efm.evaluate.run import probe, summary_lines
     from efm.train.loop import pretrain
@@ -73,7 +62,7 @@ def run(cfg: dict[str, Any]) -> int:
         _say(line)
     times: dict[str, float] = {}
     t0 = time.perf_counter()
-    shards = ensure_shards(cfg)
+    shards = Path(ensure_shards(cfg))
     times["prepare_s"] = time.perf_counter() - t0
     from efm.train.loader import read_manifest
 
@@ -137,6 +126,7 @@ def run(cfg: dict[str, Any]) -> int:
 def cli_pretrain(argv: list[str]) -> int:
     """``efm pretrain recipe=NAME [overrides]``: prepare if needed and pretrain, without probes."""
     from efm.config import compose
+    from efm.data import ensure_shards
     from efm.train.loop import pretrain
     from efm.train.rundir import default_run_dir
 
@@ -151,7 +141,7 @@ def cli_pretrain(argv: list[str]) -> int:
     require_assembly(cfg)  # every assembly problem now, before any data is prepared
     for line in header(cfg)[:2]:
         _say(line.replace("efm run:", "efm pretrain:"))
-    shards = ensure_shards(cfg)
+    shards = Path(ensure_shards(cfg))
     result = pretrain(cfg, shards, default_run_dir(cfg))
     _say(f"checkpoint: {result.checkpoint}")
     return 0

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pytest
 
 from efm import registry
-from efm.errors import ConfigError, NotAvailableError, PluginError, UnknownNameError, closest
+from efm.errors import ConfigError, PluginError, UnknownNameError, closest
 
 
 @dataclass
@@ -50,10 +50,25 @@ def test_schema_must_be_dataclass():
         _reg().register_callback("backbones", "p", "d")("x", lambda: 0, dict)
 
 
-def test_planned_component_is_not_available_yet(monkeypatch):
-    monkeypatch.setitem(registry.PLANNED, "backbones", {"omega_huge": "coming in a later release"})
-    with pytest.raises(NotAvailableError, match="'omega_huge' is not available yet: coming"):
-        _reg().resolve("backbones", "omega_huge")
+def test_registration_metadata_is_keyword_only_and_validated():
+    cb = _reg().register_callback("backbones", "p", "d")
+    with pytest.raises(PluginError, match=r"unknown metadata acepts; options for backbones: "):
+        cb("x", lambda: 0, acepts=("image",))
+    with pytest.raises(PluginError, match=r"accepts=\('pixels',\) \(options: image, token"):
+        cb("x", lambda: 0, accepts=("pixels",))
+    with pytest.raises(TypeError):  # metadata is keyword-only: no fourth positional argument
+        cb("x", lambda: 0, None, ("image",))
+    cb("x", lambda: 0, accepts=("image",), description="fine")
+
+
+def test_builtin_recipes_register_through_the_hook_like_a_third_party():
+    reg = registry.get_registry(refresh=True)
+    comp = reg.get("recipes", "epi-250k")  # an alias
+    assert comp.name == "epi250k" and comp.distribution == "efm"
+    assert comp.plugin == "recipes"  # the entry point, not a private path in efm.registry
+    assert "efm_register_recipes" in {
+        h for p in reg.plugins if p["plugin"] == "recipes" for h in p["hooks"]
+    }
 
 
 def test_create_rejects_unknown_options(monkeypatch):
