@@ -65,15 +65,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _train_run() -> Any:
-    try:
-        return importlib.import_module("efm.train.run")
-    except ModuleNotFoundError as exc:
-        if exc.name != "efm.train.run":
-            raise
-        raise EfmError(
-            "`efm run` is not available yet: the training engine is still being built"
-        ) from exc
+def _run_module() -> Any:
+    return importlib.import_module("efm.run")  # imported when used: keeps `efm --help` fast
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -83,7 +76,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.dry_run:
         sys.stdout.write(to_yaml(cfg))
         return 0
-    return int(_train_run().run(cfg) or 0)
+    return int(_run_module().run(cfg) or 0)
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
@@ -100,7 +93,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     level = notes.level
     notes.setLevel(logging.WARNING)
     try:
-        return int(_train_run().cli_pretrain(args.overrides) or 0)
+        return int(_run_module().cli_pretrain(args.overrides) or 0)
     finally:
         notes.setLevel(level)
 

@@ -78,3 +78,23 @@ def test_efm_has_no_import_cycle():
     graph = {m: _imports(m, p, mods) for m, p in mods.items()}
     assert "efm.registry" in graph["efm.config"]  # the graph is real
     assert _cycles(graph) == []
+
+
+def test_layers_point_one_way():
+    """Orchestration (``efm.run``) sits on top: ``efm.train`` never imports ``efm.evaluate`` or
+    ``efm.run``, and ``efm.data`` imports neither of the layers above it."""
+    mods = _modules()
+    graph = {m: _imports(m, p, mods) for m, p in mods.items()}
+    above = {
+        "efm.train": ("efm.evaluate", "efm.run"),
+        "efm.data": ("efm.train", "efm.evaluate", "efm.run"),
+    }
+    bad = [
+        f"{m} imports {d}"
+        for m, deps in graph.items()
+        for layer, banned in above.items()
+        if m == layer or m.startswith(layer + ".")
+        for d in deps
+        if any(d == b or d.startswith(b + ".") for b in banned)
+    ]
+    assert bad == []

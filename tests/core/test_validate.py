@@ -106,12 +106,12 @@ def test_profile_problem_reported_with_the_others(capsys):
 
 
 def test_missing_data_root_before_any_setup(capsys, monkeypatch, tmp_path):
-    import efm.train.run
+    import efm.run
 
     def fail(cfg):
         raise AssertionError("set-up started")
 
-    monkeypatch.setattr(efm.train.run, "run", fail)
+    monkeypatch.setattr(efm.run, "run", fail)
     missing = tmp_path / "nothing-here"
     assert main(["run", "recipe=epi250k", f"data.root={missing}"]) == 2
     err = capsys.readouterr().err

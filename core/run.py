@@ -17,7 +17,7 @@ from typing import Any
 
 from efm.errors import UsageError
 
-log = logging.getLogger("efm.train.run")
+log = logging.getLogger("efm.run")
 
 
 def _say(line: str) -> None:
@@ -54,7 +54,7 @@ def run(cfg: dict[str, Any]) -> int:
     from efm.evaluate.report import write_report
     from efm.evaluate.run import probe, summary_lines
     from efm.train.loop import pretrain
-    from efm.train.rundir import default_run_dir
+    from efm.rundir import default_run_dir
 
     require_assembly(cfg)  # every assembly problem now, before any data is prepared
     lines = header(cfg)
@@ -97,7 +97,7 @@ def run(cfg: dict[str, Any]) -> int:
     for line in summary_lines(baseline["tasks"]):
         _say("baseline (random-init encoder) " + line)
 
-    from efm.train.rundir import Metrics
+    from efm.rundir import Metrics
 
     rows = Metrics.read_csv(run_dir / "metrics.csv")
     report = {
@@ -128,7 +128,7 @@ def cli_pretrain(argv: list[str]) -> int:
     from efm.config import compose
     from efm.data import ensure_shards
     from efm.train.loop import pretrain
-    from efm.train.rundir import default_run_dir
+    from efm.rundir import default_run_dir
 
     if not argv or argv[0] in ("-h", "--help"):
         _say("usage: efm pretrain recipe=NAME [key=value ...]   (see `efm run`)")
