@@ -18,9 +18,6 @@ recordings with fewer channels are zero-padded (``channel_mask`` False there).
 
 from __future__ import annotations
 
-import ast
-import functools
-import json
 import logging
 import random
 from collections.abc import Iterator
@@ -32,95 +29,10 @@ import numpy as np
 import torch
 import webdataset as wds
 
+from efm.data.shards import MAX_BAD_IN_A_ROW, BadSample, decode_sample, read_manifest
 from efm.errors import EfmError
 
 log = logging.getLogger("efm.train.loader")
-
-
-def read_manifest(shards: str | Path) -> dict[str, Any]:
-    """The manifest of a shard directory, with absolute shard paths under ``"urls"``."""
-    root = Path(shards)
-    path = root / "manifest.json"
-    if not path.is_file():
-        raise EfmError(
-            f"{root} has no manifest.json: is it a shard directory written by `efm prepare`?"
-        )
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-        entries = manifest.get("shards") or []
-        urls = [str(root / e["path"]) for e in entries if int(e.get("n_epochs", 1)) > 0]
-    except (ValueError, UnicodeDecodeError, AttributeError, TypeError, KeyError) as exc:
-        raise EfmError(
-            f"{path} is damaged ({type(exc).__name__}: {exc}); prepare the shards again"
-        ) from None
-    if not urls:
-        raise EfmError(f"{path} lists no non-empty shards")
-    missing = [u for u in urls if not Path(u).is_file()]
-    if missing:
-        raise EfmError(f"{len(missing)} shard(s) listed in {path} are missing, e.g. {missing[0]}")
-    manifest["urls"] = urls
-    return manifest
-
-
-class BadSample(EfmError):
-    """A shard sample that cannot be decoded (damaged, or not written by ``efm prepare``)."""
-
-
-MAX_BAD_IN_A_ROW = 1000  # consecutive undecodable samples before the loader gives up
-
-
-@functools.lru_cache(maxsize=64)
-def _npy_header(header: bytes) -> tuple[np.dtype, tuple[int, ...], bool]:
-    """dtype, shape and order of a ``.npy`` header (parsed once per distinct header)."""
-    meta = ast.literal_eval(header.decode("latin1"))
-    return np.dtype(meta["descr"]), tuple(meta["shape"]), bool(meta["fortran_order"])
-
-
-def load_npy(buf: bytes) -> np.ndarray:
-    """A ``.npy`` payload as an array view of ``buf`` (no copy; headers are cached, not re-parsed).
-
-    Only plain numeric arrays are accepted (efm writes float16 or float32 ``[C, T]``): an object
-    array (pickled Python objects) or a damaged header is a :class:`BadSample`.
-    """
-    if buf[:6] != b"\x93NUMPY":
-        raise BadSample("signal.npy is not a NumPy .npy payload")
-    major = buf[6]
-    size_bytes = 2 if major == 1 else 4
-    n = int.from_bytes(buf[8 : 8 + size_bytes], "little")
-    start = 8 + size_bytes
-    try:
-        dtype, shape, fortran = _npy_header(bytes(buf[start : start + n]))
-    except (ValueError, SyntaxError, TypeError, KeyError, UnicodeDecodeError, MemoryError):
-        raise BadSample("signal.npy has a damaged header") from None
-    if dtype.kind not in "fiu":
-        raise BadSample(f"signal.npy holds {dtype} values, not numbers (efm writes float16/32)")
-    if len(shape) != 2:
-        raise BadSample(f"signal.npy has shape {shape}, expected [channels, samples]")
-    count = int(np.prod(shape))
-    if len(buf) - start - n < count * dtype.itemsize:
-        raise BadSample(f"signal.npy is truncated (shape {shape}, {len(buf)} bytes)")
-    arr = np.frombuffer(buf, dtype=dtype, count=count, offset=start + n)
-    return arr.reshape(shape, order="F" if fortran else "C")
-
-
-def decode_sample(sample: dict[str, Any]) -> dict[str, Any]:
-    """A raw WebDataset sample (bytes) -> ``{"signal": ndarray [C, T] as stored, "meta": dict}``.
-
-    Raises :class:`BadSample` naming the shard and the sample when it cannot be decoded.
-    """
-    where = f"sample {sample.get('__key__')!r} of {sample.get('__url__', 'a shard')}"
-    try:
-        meta = json.loads(sample["meta.json"])
-        if not isinstance(meta, dict):
-            raise BadSample("meta.json is not a JSON object")
-        meta.setdefault("key", sample.get("__key__"))
-        return {"signal": load_npy(sample["signal.npy"]), "meta": meta}
-    except BadSample as exc:
-        raise BadSample(f"{where}: {exc}") from None
-    except KeyError as exc:
-        raise BadSample(f"{where}: no {exc.args[0]} in it") from None
-    except (ValueError, UnicodeDecodeError) as exc:  # json.JSONDecodeError is a ValueError
-        raise BadSample(f"{where}: meta.json is not valid JSON ({exc})") from None
 
 
 class _Skipper:

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from efm.data import ensure_shards, prepare
-from efm.data.shards import group_id
+from efm.data.shards import META_KEYS, group_id
 from tests.conftest import ROOT
 
 FAST = ["pipeline.sleep_staging=none", "--no-progress"]
@@ -69,20 +69,7 @@ def test_shard_contract(prepared: Path) -> None:
     assert key == "patient-00-patient-00_rec-01_00000" and "." not in key
     assert sig.dtype == np.float16 and sig.shape == (8, 7500)
     assert 5 < float(sig.astype(np.float32).std()) < 200  # µV
-    for field in (
-        "patient_id",
-        "recording_id",
-        "epoch_index",
-        "start_s",
-        "sfreq",
-        "ch_names",
-        "ch_types",
-        "ch_pos",
-        "modality",
-        "labels",
-        "quality",
-    ):
-        assert field in meta
+    assert set(meta) == set(META_KEYS)  # the documented sample schema, no more, no less
     assert meta["patient_id"] == "patient-00" and meta["ch_names"][0] == "left_frontal"
     assert set(meta["labels"]) >= {"seizure", "events", "sleep_stage"}
     assert 0.0 <= meta["quality"]["score"] <= 1.0

@@ -9,10 +9,10 @@ import torch
 from safetensors.torch import save_file
 
 from efm.cli import main
+from efm.data.synthetic import write_synthetic_shards
 from efm.errors import EfmError
 from efm.train import checkpoint as ckpt
 from efm.train.loop import pretrain
-from efm.train.synthetic import write_synthetic_shards
 from efm_plugins.backbones.hiera import Hiera
 from tests.core.train.tiny import tiny_config
 

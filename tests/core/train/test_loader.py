@@ -8,10 +8,11 @@ import json
 import numpy as np
 import pytest
 import torch
+import webdataset as wds
 
+from efm.data.synthetic import write_synthetic_shards
 from efm.errors import EfmError
 from efm.train.loader import ShardStream, iter_epochs, make_loader, read_manifest
-from efm.train.synthetic import write_synthetic_shards
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +123,7 @@ def test_iter_epochs_in_order(shards):
 
 
 def test_half_loader_and_npy_decoding(shards):
-    from efm.train.loader import load_npy
+    from efm.data.shards import load_npy
 
     kw = dict(seed=5, shuffle_buffer=8)
     full = next(iter(make_loader(shards, 4, **kw)))
@@ -163,7 +164,7 @@ def _damage_a_sample(src, dst, key, payload):
 def test_a_damaged_sample_is_logged_and_skipped(shards, tmp_path, caplog):
     """A signal.npy holding pickled objects (np.load would need allow_pickle) was a bare
     ValueError ("cannot create an object array from a buffer") that ended the run."""
-    from efm.train.loader import BadSample, decode_sample, load_npy
+    from efm.data.shards import BadSample, decode_sample, load_npy
 
     buf = io.BytesIO()
     np.save(buf, np.array([{"evil": 1}, None], dtype=object), allow_pickle=True)
@@ -199,6 +200,17 @@ def test_only_damaged_samples_is_one_error(shards, tmp_path, monkeypatch):
 
 
 def _always_bad(sample):
-    from efm.train.loader import BadSample
+    from efm.data.shards import BadSample
 
     raise BadSample(f"sample {sample['__key__']!r}: damaged")
+
+
+def test_synthetic_shards_follow_the_documented_sample_schema(tmp_path):
+    """The synthetic writer goes through ``efm.data.shards``: same meta keys as ``efm prepare``."""
+    from efm.data.shards import META_KEYS, decode_sample
+
+    out = write_synthetic_shards(tmp_path, n_patients=1, epochs_per_patient=3, n_chans=2)
+    url = read_manifest(out)["urls"][0]
+    got = [decode_sample(s) for s in wds.WebDataset(url, shardshuffle=False)]
+    assert len(got) == 3 and got[0]["signal"].shape == (2, 200)
+    assert set(got[0]["meta"]) - {"key"} == set(META_KEYS)

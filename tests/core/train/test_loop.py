@@ -13,10 +13,10 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
+from efm.data.synthetic import write_synthetic_shards
 from efm.errors import EfmError
 from efm.train import checkpoint as ckpt
 from efm.train.loop import autocast_dtype, compile_model, pretrain
-from efm.train.synthetic import write_synthetic_shards
 from tests.core.train.tiny import tiny_config
 
 

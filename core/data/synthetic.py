@@ -1,14 +1,13 @@
 """Synthetic shards in the shard contract, for tests and benchmarks of the training engine.
 
-The format is the one ``efm.data`` writes (team brief, "Shared data contracts"): WebDataset tars
-``shards/shard-XXXXXX.tar`` whose samples hold ``signal.npy`` (float16 µV ``[n_chans, n_times]``) and
-``meta.json``, plus ``manifest.json``. Epochs labelled ``seizure=1`` carry a strong 3 Hz rhythm on
+Written through :func:`efm.data.shards.write_samples`, so the samples are in exactly the format
+``efm prepare`` writes (see :mod:`efm.data.shards`): tars ``shards/shard-XXXXXX.tar`` and a
+``manifest.json``. Epochs labelled ``seizure=1`` carry a strong 3 Hz rhythm on
 top of pink-ish background noise, so a probe on a trained (or even random) encoder can separate them.
 """
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
@@ -44,7 +43,7 @@ def write_synthetic_shards(
     seed : int
         Random seed.
     """
-    import webdataset as wds
+    from efm.data.shards import write_samples
 
     out = Path(out)
     (out / "shards").mkdir(parents=True, exist_ok=True)
@@ -72,6 +71,7 @@ def write_synthetic_shards(
                 "ch_types": ["eeg"] * n_chans,
                 "ch_pos": None,
                 "modality": "eeg",
+                "annotations": ["seizure"] if seizure else [],
                 "labels": {"seizure": seizure, "events": ["seizure"] if seizure else []},
                 "quality": {"score": 1.0},
             }
@@ -80,17 +80,8 @@ def write_synthetic_shards(
     for i in range(0, len(records), epochs_per_shard):
         rel = f"shards/shard-{i // epochs_per_shard:06d}.tar"
         chunk = records[i : i + epochs_per_shard]
-        with wds.TarWriter(str(out / rel)) as sink:
-            for key, sig, meta in chunk:
-                buf = io.BytesIO()
-                np.save(buf, sig)
-                sink.write(
-                    {
-                        "__key__": key,
-                        "signal.npy": buf.getvalue(),
-                        "meta.json": json.dumps(meta).encode(),
-                    }
-                )
+        with open(out / rel, "wb") as fh:
+            write_samples(fh, [{"__key__": k, "signal": sig, "meta": m} for k, sig, m in chunk])
         shards.append({"path": rel, "n_epochs": len(chunk)})
     manifest = {
         "shards": shards,
