@@ -41,10 +41,10 @@ import torch
 
 from efm.assemble import assemble
 from efm.config import compose
+from efm.data.synthetic import write_synthetic_shards
 from efm.train.loader import make_loader
 from efm.train.loop import autocast_dtype, compile_model
 from efm.train.optim import Optimizers
-from efm.data.synthetic import write_synthetic_shards
 
 GPU_PEAK_BF16 = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
 

@@ -344,8 +344,8 @@ def check(cfg: dict[str, Any], data: DataSpec | None = None) -> list[str]:
             backbone = registry.create("backbones", name, **opts)
     except (EfmError, ValueError) as exc:
         return [f"backbone {name!r}: {line}" for line in _lines(exc)]
-    except Exception:  # noqa: BLE001 - see above
-        return []
+    except Exception as exc:  # noqa: BLE001 - see above
+        return _unchecked(f"building backbone {name!r}", exc)
     if p.family == "image" and isinstance(backbone, torch.nn.Module):
         try:
             with torch.no_grad():
@@ -354,15 +354,27 @@ def check(cfg: dict[str, Any], data: DataSpec | None = None) -> list[str]:
             pass
         except (EfmError, ValueError, RuntimeError) as exc:
             return [f"backbone {name!r}: {line}" for line in _lines(exc)]
-        except Exception:  # noqa: BLE001 - see above
-            return []
+        except Exception as exc:  # noqa: BLE001 - see above
+            return _unchecked(f"running backbone {name!r}", exc)
     try:
         with torch.device("meta"):
             _objective(p, rep.to("meta") if isinstance(rep, torch.nn.Module) else rep, backbone)
     except (EfmError, ValueError) as exc:
         return [f"objective {p.names['objective']!r}: {line}" for line in _lines(exc)]
-    except Exception:  # noqa: BLE001 - see above
-        return []
+    except Exception as exc:  # noqa: BLE001 - see above
+        return _unchecked(f"building objective {p.names['objective']!r}", exc)
+    return []
+
+
+def _unchecked(what: str, exc: Exception) -> list[str]:
+    """Not a config problem, but say that the shape check stopped (never silently)."""
+    log.warning(
+        "assembly check: %s on the meta device failed (%s: %s); the remaining shapes are "
+        "checked at the first batch",
+        what,
+        type(exc).__name__,
+        str(exc).splitlines()[0] if str(exc) else "",
+    )
     return []
 
 

@@ -76,7 +76,7 @@ def _doc_line(obj: Any) -> str:
     """The first line of a callable's or class's own docstring ('' for dataclasses' generated ones)."""
     while isinstance(obj, functools.partial):
         obj = obj.func
-    if obj is None or isinstance(obj, (dict, str, Path)):
+    if obj is None or isinstance(obj, (dict, str, Path, Lazy)):
         return ""
     for owner in obj.__mro__ if isinstance(obj, type) else (obj,):
         doc = inspect.cleandoc(getattr(owner, "__doc__", None) or "")
@@ -277,3 +277,47 @@ def repo_root() -> Path | None:
     """The source checkout, when efm runs from one (for git provenance)."""
     here = Path(sys.modules["efm"].__file__ or ".").resolve().parent.parent
     return here if (here / ".git").exists() else None
+
+
+# -- helpers for plugins' registrations --------------------------------------------------------
+@dataclass(frozen=True)
+class Lazy:
+    """A builder that imports ``"module:attr"`` when first called, so ``efm list`` / ``efm
+    validate`` never import torch models; the target receives the schema's options.
+
+    ``derived``: options that :mod:`efm.assemble` fills in and that are ``None`` when a component
+    is built alone; they are left out of the call then, so the target's own default applies.
+    """
+
+    target: str
+    derived: tuple[str, ...] = ()
+
+    def resolve(self) -> Any:
+        import importlib
+
+        module, _, attr = self.target.partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+    def __call__(self, **cfg: Any) -> Any:
+        given = {k: v for k, v in cfg.items() if not (k in self.derived and v is None)}
+        return self.resolve()(**given)
+
+
+def sized(schema: type, name: str, **numbers: Any) -> type:
+    """A subclass of ``schema`` whose defaults are one size's numbers (``d_model``, ``stages``...).
+
+    The one size-registration pattern of every backbone family: each size is registered with its
+    sized schema, so its numbers show in ``efm validate`` / ``efm list``, can be overridden like
+    any option (widths under muP), and a group choice (``backbone=NAME``) resets them.
+    """
+    from dataclasses import make_dataclass
+
+    unknown = sorted(set(numbers) - set(schema_fields(schema)))
+    if unknown:
+        raise PluginError(f"size {name!r}: {schema.__name__} has no option {', '.join(unknown)}")
+    title = "".join(p.title() for p in name.replace("-", "_").split("_"))
+    types = {f.name: f.type for f in fields(schema)}
+    extra = [(k, types[k], field(default=v)) for k, v in numbers.items()]
+    out = make_dataclass(f"{title}Config", extra, bases=(schema,))
+    out.size_numbers = dict(numbers)  # type: ignore[attr-defined]
+    return out

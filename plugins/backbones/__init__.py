@@ -1,43 +1,31 @@
-"""efm's built-in backbones, registered through the `efm` entry-point group like any plugin."""
+"""efm's built-in backbones, registered through the `efm` entry-point group like any plugin.
+
+Every family registers its sizes the same way: one sized schema per name
+(:func:`efm.registry.sized`: the size's numbers as defaults) and one lazy builder that receives the
+schema's options.
+"""
 
 from __future__ import annotations
 
-from functools import partial
-
 import efm
+from efm.registry import Lazy, sized
 
 
 @efm.hookimpl
 def efm_register_backbones(register):
-    """Register the built-in backbones (filled in as they land)."""
+    """Register the built-in backbones: MOIRAI (DIVER-1) and Hiera sizes."""
+    from efm_plugins.backbones.hiera_config import HIERA_SIZES, HieraConfig
     from efm_plugins.backbones.moirai_config import CONFIGS as _MOIRAI
 
-    for _name, _schema in _MOIRAI.items():
-        _d = _schema()
-        _about = f"MOIRAI any-variate encoder (DIVER-1), {_d.d_model} wide, {_d.n_layers} layers"
-        register(_name, _build_moirai, _schema, accepts=("token",), description=_about)
-    from efm_plugins.backbones.hiera_config import HIERA_SIZES, HieraConfig
-
-    for _size in HIERA_SIZES:
-        _about = f"Hiera ({_size.replace('_', '-')} size), hierarchical ViT for 2D or 3D images"
+    moirai = Lazy("efm_plugins.backbones.moirai:build")
+    for name, schema in _MOIRAI.items():
+        d = schema()
+        about = f"MOIRAI any-variate encoder (DIVER-1), {d.d_model} wide, {d.n_layers} layers"
+        register(name, moirai, schema, accepts=("token",), description=about)
+    hiera = Lazy("efm_plugins.backbones.hiera:Hiera", derived=("input_size",))
+    for size, numbers in HIERA_SIZES.items():
+        about = f"Hiera ({size.replace('_', '-')} size), hierarchical ViT for 2D or 3D images"
+        name = f"hiera_{size}"
         register(
-            f"hiera_{_size}",
-            partial(_build_hiera, _size),
-            HieraConfig,
-            accepts=("image",),
-            description=_about,
+            name, hiera, sized(HieraConfig, name, **numbers), accepts=("image",), description=about
         )
-
-
-def _build_hiera(size, **cfg):
-    from efm_plugins.backbones import hiera
-
-    if cfg.get("input_size") is None:  # built alone (not through efm.assemble): the default size
-        cfg.pop("input_size", None)
-    return getattr(hiera, f"hiera_{size}")(**cfg)
-
-
-def _build_moirai(**cfg):
-    from efm_plugins.backbones.moirai import build
-
-    return build(**cfg)

@@ -32,6 +32,7 @@ from torch.utils.checkpoint import checkpoint
 from efm.errors import ConfigError
 from efm.interfaces import BackboneOutput
 from efm_plugins.backbones.hiera_config import DEFAULTS as _DEFAULTS
+from efm_plugins.backbones.hiera_config import HIERA_SIZES
 from efm_plugins.backbones.hiera_config import validate as _validate
 
 log = logging.getLogger("efm.plugins.hiera")
@@ -543,7 +544,7 @@ class Hiera(nn.Module):
         return self.pos_embed
 
     def _encode(
-        self, x: torch.Tensor, mask: torch.Tensor | None, keep: bool
+        self, x: torch.Tensor, mask: torch.Tensor | None, keep: bool, n_visible: int | None = None
     ) -> tuple[torch.Tensor, int, list[torch.Tensor]]:
         """Blocks over the visible tokens; returns final tokens, kept units and stage outputs."""
         x = self._check_input(x)
@@ -551,7 +552,10 @@ class Hiera(nn.Module):
         n_units = math.prod(self.mask_spatial_shape)
         if mask is not None:
             mask = mask.reshape(b, n_units).bool()
-            counts = mask.sum(dim=1).tolist()
+            if mask.device.type == "meta" and n_visible is not None:  # no values to count
+                counts = [n_visible] * b
+            else:
+                counts = mask.sum(dim=1).tolist()
             if len(set(counts)) != 1 or counts[0] == 0:
                 raise ValueError(
                     f"hiera: every sample must keep the same, non-zero number of "
@@ -576,7 +580,12 @@ class Hiera(nn.Module):
         return x, n_units, stage_out
 
     def forward(
-        self, x: torch.Tensor, mask: torch.Tensor | None = None, intermediates: bool = True
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        intermediates: bool = True,
+        *,
+        n_visible: int | None = None,
     ) -> BackboneOutput:
         """Encode an image batch.
 
@@ -589,6 +598,9 @@ class Hiera(nn.Module):
             zeroed before the stem and their tokens never enter the blocks.
         intermediates : bool
             Also return every stage's features.
+        n_visible : int, optional
+            Visible units per sample, when the caller knows it; needed only on the ``meta``
+            device (shape checks without data), where the mask's values cannot be read.
 
         Returns
         -------
@@ -599,7 +611,7 @@ class Hiera(nn.Module):
             ``extra``: ``token_grid`` (last stage's full grid), ``mask_unit_grid``,
             ``stage_units`` (per-stage unit shapes), ``n_units`` (kept units).
         """
-        last, n_units, stages = self._encode(x, mask, keep=intermediates)
+        last, n_units, stages = self._encode(x, mask, keep=intermediates, n_visible=n_visible)
         spatial = mask is None
         inter = [self._reroll(s, i, n_units, spatial) for i, s in enumerate(stages)]
         final = (
@@ -649,37 +661,37 @@ class Hiera(nn.Module):
         return torch.randn(batch_size, self.in_chans, *self.input_size, device=device)
 
 
-# -- sizes: builders that only set numbers -------------------------------------------------------
+# -- sizes: builders that only set numbers (from HIERA_SIZES, the registry's table too) -------------------------------------------------------
 def hiera_tiny(**cfg: Any) -> Hiera:
     """Hiera-T: 96 wide, 1 head, stages (1, 2, 7, 2)."""
-    return Hiera(embed_dim=96, num_heads=1, stages=(1, 2, 7, 2), **cfg)
+    return Hiera(**(HIERA_SIZES["tiny"] | cfg))
 
 
 def hiera_small(**cfg: Any) -> Hiera:
     """Hiera-S: 96 wide, 1 head, stages (1, 2, 11, 2)."""
-    return Hiera(embed_dim=96, num_heads=1, stages=(1, 2, 11, 2), **cfg)
+    return Hiera(**(HIERA_SIZES["small"] | cfg))
 
 
 def hiera_base(**cfg: Any) -> Hiera:
     """Hiera-B: 96 wide, 1 head, stages (2, 3, 16, 3) (51.5M parameters with a 1000-class head)."""
-    return Hiera(embed_dim=96, num_heads=1, stages=(2, 3, 16, 3), **cfg)
+    return Hiera(**(HIERA_SIZES["base"] | cfg))
 
 
 def hiera_base_plus(**cfg: Any) -> Hiera:
     """Hiera-B+: 112 wide, 2 heads, stages (2, 3, 16, 3)."""
-    return Hiera(embed_dim=112, num_heads=2, stages=(2, 3, 16, 3), **cfg)
+    return Hiera(**(HIERA_SIZES["base_plus"] | cfg))
 
 
 def hiera_large(**cfg: Any) -> Hiera:
     """Hiera-L: 144 wide, 2 heads, stages (2, 6, 36, 4) (213.7M with a 1000-class head)."""
-    return Hiera(embed_dim=144, num_heads=2, stages=(2, 6, 36, 4), **cfg)
+    return Hiera(**(HIERA_SIZES["large"] | cfg))
 
 
 def hiera_huge(**cfg: Any) -> Hiera:
     """Hiera-H: 256 wide, 4 heads, stages (2, 6, 36, 4)."""
-    return Hiera(embed_dim=256, num_heads=4, stages=(2, 6, 36, 4), **cfg)
+    return Hiera(**(HIERA_SIZES["huge"] | cfg))
 
 
 def hiera_test(**cfg: Any) -> Hiera:
     """A tiny Hiera for tests and CPU demos: 16 wide, 1 head, stages (1, 1, 2, 1)."""
-    return Hiera(embed_dim=16, num_heads=1, stages=(1, 1, 2, 1), **cfg)
+    return Hiera(**(HIERA_SIZES["test"] | cfg))

@@ -1,7 +1,8 @@
 """Options of the ``hiera_*`` backbones (light module: no torch import, used by config validation).
 
-Sizes (``embed_dim``, ``num_heads``, ``stages``) are fixed by each registered name; everything here is
-an option that any size takes. ``None`` means "chosen from the dimensionality": the length of
+Sizes (``embed_dim``, ``num_heads``, ``stages``) are the numbers of each registered name
+(:data:`HIERA_SIZES`, registered as sized schemas with :func:`efm.registry.sized`); everything here
+is an option that any size takes. ``None`` means "chosen from the dimensionality": the length of
 ``input_size`` decides between the 2D image model and the 3D one.
 """
 
@@ -14,7 +15,16 @@ from typing import Any
 from efm.errors import ConfigError
 
 # Registered as ``hiera_<size>``; the numbers live in the builders of ``efm_plugins.backbones.hiera``.
-HIERA_SIZES = ("tiny", "small", "base", "base_plus", "large", "huge", "test")
+#: size -> its numbers (upstream's hiera_tiny_224 ... hiera_huge_224, and a tiny one for tests)
+HIERA_SIZES: dict[str, dict[str, Any]] = {
+    "tiny": {"embed_dim": 96, "num_heads": 1, "stages": (1, 2, 7, 2)},
+    "small": {"embed_dim": 96, "num_heads": 1, "stages": (1, 2, 11, 2)},
+    "base": {"embed_dim": 96, "num_heads": 1, "stages": (2, 3, 16, 3)},
+    "base_plus": {"embed_dim": 112, "num_heads": 2, "stages": (2, 3, 16, 3)},
+    "large": {"embed_dim": 144, "num_heads": 2, "stages": (2, 6, 36, 4)},
+    "huge": {"embed_dim": 256, "num_heads": 4, "stages": (2, 6, 36, 4)},
+    "test": {"embed_dim": 16, "num_heads": 1, "stages": (1, 1, 2, 1)},
+}
 # every size has four stages (only their number matters to the checks below)
 N_STAGES = 4
 
@@ -45,6 +55,7 @@ DEFAULTS: dict[int, dict[str, Any]] = {
 class HieraConfig:
     """Options of a Hiera backbone.
 
+    ``embed_dim``, ``num_heads``, ``stages``: the size's numbers (set by the registered name).
     ``input_size`` and ``in_chans`` are derived from the representation's output by
     :mod:`efm.assemble` when None ("None = derived"; an explicit value that disagrees is an error).
     ``input_size``: None alone = ``(224, 224)``; ``(H, W)`` for 2D inputs ``[B, C, H, W]`` (EPI-250k: the 8 regional channels as
@@ -64,6 +75,9 @@ class HieraConfig:
     ``activation_checkpointing``: recompute every block in the backward pass (saves memory).
     """
 
+    embed_dim: int = 96
+    num_heads: int = 1
+    stages: tuple[int, ...] = (2, 3, 16, 3)
     input_size: tuple[int, ...] | None = None
     in_chans: int | None = None
     num_classes: int = 0

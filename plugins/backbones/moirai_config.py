@@ -7,8 +7,10 @@ widths 256 (Tiny) to 3072 (XXL).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, make_dataclass
+from dataclasses import dataclass
 from typing import Literal
+
+from efm.registry import sized
 
 # name -> d_model; every size has 12 layers and heads = d_model // 32
 SIZES: dict[str, int] = {
@@ -131,11 +133,7 @@ def size_defaults(size: str) -> dict[str, int]:
     return {"d_model": SIZES[size], "n_layers": 12}
 
 
-def _sized(size: str) -> type:
-    """A :class:`MoiraiConfig` subclass whose defaults are one size's (its schema in the registry)."""
-    fields_ = [(k, int, field(default=v)) for k, v in size_defaults(size).items()]
-    return make_dataclass(f"Moirai{size.title()}Config", fields_, bases=(MoiraiConfig,))
-
-
-#: ``moirai_<size>`` -> its config schema
-CONFIGS: dict[str, type] = {f"moirai_{s}": _sized(s) for s in (*SIZES, "test")}
+#: ``moirai_<size>`` -> its config schema (sized with :func:`efm.registry.sized`)
+CONFIGS: dict[str, type] = {
+    f"moirai_{s}": sized(MoiraiConfig, f"moirai_{s}", **size_defaults(s)) for s in (*SIZES, "test")
+}

@@ -3,26 +3,14 @@
 from __future__ import annotations
 
 import efm
+from efm.registry import Lazy
 
 
 @efm.hookimpl
 def efm_register_objectives(register):
-    """Register the built-in objectives (filled in as they land)."""
+    """Register the built-in objectives: Hiera-MAE and DIVER-1's multi-domain reconstruction."""
     from efm_plugins.objectives.mae_config import MAEConfig
-
-    register("mae", _build_mae, MAEConfig)
     from efm_plugins.objectives.multi_domain_config import MultiDomainConfig
 
-    register("multi_domain", _build_multi_domain, MultiDomainConfig)
-
-
-def _build_multi_domain(**cfg):
-    from efm_plugins.objectives.multi_domain import build
-
-    return build(**cfg)
-
-
-def _build_mae(**cfg):
-    from efm_plugins.objectives.mae import build
-
-    return build(**cfg)
+    register("mae", Lazy("efm_plugins.objectives.mae:MAE"), MAEConfig)
+    register("multi_domain", Lazy("efm_plugins.objectives.multi_domain:build"), MultiDomainConfig)

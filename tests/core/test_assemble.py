@@ -221,3 +221,31 @@ def test_efm_validate_runs_the_assembly_check(capsys) -> None:
     err = capsys.readouterr().err
     assert "backbone.input_size=[96, 96]" in err and "backbone.in_chans=3" in err
     assert main(["validate", "recipe=diver1-iEEG", "backbone=moirai_test"]) == 0
+
+
+@pytest.mark.parametrize("recipe", ["epi250k", "diver1-iEEG", "diver1-EEG"])
+def test_check_builds_every_recipe_on_the_meta_device(recipe, monkeypatch, caplog) -> None:
+    """The meta-device build of the backbone and objective succeeds for every built-in recipe
+    (a failure there is logged, never silent: see the next test)."""
+    import efm.assemble as A
+
+    seen = []
+    real = A._objective
+    monkeypatch.setattr(A, "_objective", lambda *a: seen.append(real(*a)) or seen[-1])
+    with caplog.at_level("WARNING", logger="efm.assemble"):
+        assert check(compose([f"recipe={recipe}"])) == []
+    assert len(seen) == 1 and next(seen[0].parameters()).device.type == "meta"
+    assert not [r for r in caplog.records if "assembly check" in r.getMessage()]
+
+
+def test_a_failing_meta_build_is_logged_not_silent(monkeypatch, caplog) -> None:
+    import efm.assemble as A
+
+    def boom(*a, **k):
+        raise RuntimeError("aten::frobnicate has no meta kernel")
+
+    monkeypatch.setattr(A, "_objective", boom)
+    with caplog.at_level("WARNING", logger="efm.assemble"):
+        assert check(compose(["recipe=diver1-EEG"])) == []
+    msg = " ".join(r.getMessage() for r in caplog.records)
+    assert "building objective 'multi_domain'" in msg and "no meta kernel" in msg
