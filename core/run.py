@@ -53,7 +53,7 @@ def run(cfg: dict[str, Any]) -> int:
     from efm.data import ensure_shards
     from efm.evaluate.report import write_report
     from efm.evaluate.run import probe, summary_lines
-    from efm.rundir import default_run_dir
+    from efm.train.rundir import default_run_dir
     from efm.train.loop import pretrain
 
     require_assembly(cfg)  # every assembly problem now, before any data is prepared
@@ -97,7 +97,7 @@ def run(cfg: dict[str, Any]) -> int:
     for line in summary_lines(baseline["tasks"]):
         _say("baseline (random-init encoder) " + line)
 
-    from efm.rundir import Metrics
+    from efm.train.rundir import Metrics
 
     rows = Metrics.read_csv(run_dir / "metrics.csv")
     report = {
@@ -127,7 +127,7 @@ def cli_pretrain(argv: list[str]) -> int:
     """``efm pretrain recipe=NAME [overrides]``: prepare if needed and pretrain, without probes."""
     from efm.config import compose
     from efm.data import ensure_shards
-    from efm.rundir import default_run_dir
+    from efm.train.rundir import default_run_dir
     from efm.train.loop import pretrain
 
     if not argv or argv[0] in ("-h", "--help"):

@@ -1,6 +1,6 @@
 """An example efm plugin: registers the ``convnet_*`` backbones and the ``example-convnet`` recipe.
 
-Cheap to import: torch is imported by the builder, not here.
+Cheap to import: torch is imported when a model is built (``Lazy``), not here.
 """
 
 from __future__ import annotations
@@ -13,38 +13,32 @@ import efm
 
 @dataclass
 class ConvNetConfig:
-    """Options of the example backbone.
+    """Options of the example backbone (the same names and defaults as ``ConvNet``'s constructor).
 
     ``in_chans`` and ``input_size``: None = derived from the representation's output by efm's
-    assembly (``efm.assemble``), like Hiera's. ``width`` and ``depth``: None = the registered size's.
+    assembly (``efm.assemble``), like Hiera's. ``width`` and ``depth``: each registered size's
+    numbers (``efm.registry.sized``).
     """
 
     in_chans: int | None = None
     input_size: tuple[int, int] | None = None
-    width: int | None = None
-    depth: int | None = None
+    width: int = 64
+    depth: int = 2
     patch: int = 16
-
-
-def _builder(width: int, depth: int):
-    """A builder that only sets numbers: one size of :class:`efm_example.convnet.ConvNet`."""
-
-    def build(**cfg):
-        from efm_example.convnet import ConvNet
-
-        sized = {"width": width, "depth": depth, "in_chans": 8, "input_size": (224, 224)}
-        return ConvNet(
-            **{k: v if v is not None else sized.get(k) for k, v in (sized | cfg).items()}
-        )
-
-    return build
 
 
 @efm.hookimpl
 def efm_register_backbones(register):
     """Two sizes of the example backbone; ``convnet_test`` is the tiny one every suite runs."""
-    register("convnet_test", _builder(16, 1), ConvNetConfig, accepts=("image",))
-    register("convnet_small", _builder(96, 4), ConvNetConfig, accepts=("image",))
+    from efm.registry import Lazy, sized
+
+    build = Lazy("efm_example.convnet:ConvNet", derived=("in_chans", "input_size"))
+    for name, numbers in {"convnet_test": (16, 1), "convnet_small": (96, 4)}.items():
+        width, depth = numbers
+        schema = sized(ConvNetConfig, name, width=width, depth=depth)
+        register(
+            name, build, schema, accepts=("image",), description=f"Example ConvNet, {width} wide"
+        )
 
 
 @efm.hookimpl
