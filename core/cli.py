@@ -309,7 +309,9 @@ def _external(name: str, argv: list[str]) -> int:
     except ModuleNotFoundError as exc:
         if exc.name != module_name:
             raise
-        raise EfmError(f"`efm {name}` is not available yet") from exc
+        raise EfmError(
+            f"`efm {name}` needs module {module_name}, which is missing: reinstall efm"
+        ) from exc
     return int(getattr(module, func)(argv) or 0)
 
 

@@ -7,7 +7,6 @@ with its defaults, with ``sfreq`` and ``output_size`` shared.
 
 from __future__ import annotations
 
-import inspect
 from typing import Any, ClassVar
 
 import torch
@@ -52,11 +51,11 @@ class Stack(nn.Module):
                 raise RepresentationError(
                     f"stack: {name!r} cannot be stacked (per-channel image representations only)"
                 )
-            params = inspect.signature(comp.builder).parameters
+            options = comp.defaults()  # the schema is the component's option list
             cfg = {
                 k: v
                 for k, v in (("sfreq", sfreq), ("output_size", output_size), ("n_times", n_times))
-                if k in comp.defaults() or k in params
+                if k in options
             }
             members.append(registry.create("tokenizers", name, **cfg))
         self.members = nn.ModuleList(members)

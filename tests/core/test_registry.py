@@ -1,4 +1,4 @@
-"""Registry look-ups, suggestions and 'not available yet'."""
+"""Registry look-ups and suggestions."""
 
 from __future__ import annotations
 
