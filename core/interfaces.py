@@ -305,6 +305,20 @@ class SupportsActivationCheckpointing(Protocol):
     def set_activation_checkpointing(self, enabled: bool = True) -> None: ...
 
 
+@runtime_checkable
+class SupportsUnusedParameters(Protocol):
+    """Optional capability of any component: parameters its training forward never uses.
+
+    ``unused_parameters()`` names them (relative to the component, as its ``named_parameters()``
+    gives them), e.g. an objective that reads its backbone's intermediates and never its final
+    norm. The training loop freezes them before building the optimizers, so that DDP, which needs
+    a gradient for every trainable parameter at every step, runs (``efm.train.distributed``). The
+    conformance check ``efm.testing.ddp`` holds a declaration to what a backward pass shows.
+    """
+
+    def unused_parameters(self) -> set[str]: ...
+
+
 @dataclass
 class ObjectiveOutput:
     """What an objective's forward returns.

@@ -10,6 +10,7 @@ Subclass a suite in your plugin's tests and name the components to check::
 efm's own plugins pass the very same suites (``tests/plugins``).
 """
 
+from efm.testing.ddp import check_distributed, unused_problems
 from efm.testing.suites import (
     BackboneSuite,
     ObjectiveSuite,
@@ -24,6 +25,8 @@ __all__ = [
     "ObjectiveSuite",
     "ReaderSuite",
     "TokenizerSuite",
+    "check_distributed",
     "requires_cuda",
     "synthetic_recording",
+    "unused_problems",
 ]

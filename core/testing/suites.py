@@ -347,6 +347,19 @@ class ObjectiveSuite(_Suite):
             losses.append(float(loss))
         assert np.mean(losses[-5:]) < 0.9 * np.mean(losses[:5]), losses
 
+    def test_ddp_step(self, name: str) -> None:
+        """Two optimizer steps as 2 gloo processes under DDP (efm.testing.ddp): every trainable
+        parameter gets a gradient, declared unused parameters are truly unused, replicas agree."""
+        from efm.testing.ddp import check_distributed
+
+        cfg = {**self.nodes(name), "objective": {"name": name, **self.config(name)}}
+        problems = check_distributed(cfg, self.data(), setup=self.ddp_setup())
+        assert not problems, "\n".join(problems)
+
+    def ddp_setup(self) -> Any:
+        """A module-level function each DDP test process calls first (None: nothing to set up)."""
+        return None
+
     def test_state_dict_bytes(self, name: str) -> None:
         import torch
 

@@ -39,6 +39,12 @@ class TrainConfig:
     replacement forever (else: shuffled passes over the shards split across nodes and workers).
     ``run_dir`` None: ``runs/<recipe>-<profile>-<config hash>`` under the working directory, so the
     same command resumes the same run.
+
+    ``batch_size`` is the global batch behind one optimizer step, split evenly over the processes
+    (``torchrun``'s ``WORLD_SIZE``) and ``grad_accum`` micro-steps of each; learning rates mean the
+    same at any world size. ``strategy``: ``auto`` (DDP under torchrun, else none), ``ddp``,
+    ``fsdp`` (FSDP2 sharding for the largest models) or ``none``. ``dist_timeout_s``: how long a
+    collective waits for the other processes before the run stops with an error.
     """
 
     steps: int = field(default=1000, metadata={"ge": 1})
@@ -61,3 +67,14 @@ class TrainConfig:
     activation_checkpointing: bool = False
     crops_s: list[float] = field(default_factory=list)
     progress: bool = True
+    strategy: Literal["auto", "ddp", "fsdp", "none"] = "auto"
+    grad_accum: int = field(default=1, metadata={"ge": 1})
+    dist_timeout_s: float = field(default=600.0, metadata={"gt": 0})
+
+    def check(self) -> list[str]:
+        if self.batch_size % self.grad_accum:
+            return [
+                f"batch_size={self.batch_size} (the global batch) does not split into "
+                f"grad_accum={self.grad_accum} micro-steps; use a multiple of {self.grad_accum}"
+            ]
+        return []

@@ -11,9 +11,12 @@ so fused AdamW and one global ``clip_grad_norm_`` are correct) and fp32 on CPU. 
 compiles the outermost module in place (state-dict names unchanged): ``default``, ``max-autotune``
 (fixed 30 s inputs) or ``reduce-overhead`` with ``dynamic=True`` (random crops).
 
-Distributed: launched by ``torchrun`` (``WORLD_SIZE`` > 1), the loop joins a process group (NCCL on
-CUDA, gloo on CPU), wraps the objective in DDP, and each rank reads its own WebDataset split; rank 0
-writes the run directory.
+Distributed (``efm.train.distributed``): launched by ``torchrun`` (``WORLD_SIZE`` > 1), the loop
+joins a process group (NCCL on CUDA, gloo on CPU, collectives with ``train.dist_timeout_s``), freezes
+the parameters no step uses, wraps the objective in DDP (or shards it with FSDP2,
+``train.strategy=fsdp``), and each rank reads its own WebDataset split. ``train.batch_size`` is the
+global batch: each rank takes ``batch_size / (WORLD_SIZE x grad_accum)`` samples per micro-step.
+The logged loss and metrics are means over ranks; rank 0 writes the run directory.
 """
 
 from __future__ import annotations
@@ -21,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +36,7 @@ from efm.assemble import assemble, data_spec
 from efm.errors import EfmError
 from efm.interfaces import SupportsActivationCheckpointing
 from efm.train import checkpoint as ckpt
-from efm.train import plots
+from efm.train import distributed, plots
 from efm.train.loader import make_loader, read_manifest
 from efm.train.optim import Optimizers
 from efm.train.rundir import Metrics, default_run_dir, provenance, write_config
@@ -65,18 +67,10 @@ def build_objective(cfg: dict[str, Any], n_chans: int | None = None) -> nn.Modul
     return assemble(cfg, data_spec(cfg, n_chans))
 
 
-def init_distributed() -> tuple[int, int, torch.device]:
+def init_distributed(timeout_s: float = 600.0) -> tuple[int, int, torch.device]:
     """Join the torchrun process group when there is one; return ``(rank, world, device)``."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not torch.distributed.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        torch.distributed.init_process_group(backend=backend)
-    rank = torch.distributed.get_rank() if world > 1 else 0
-    if torch.cuda.is_available():
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        torch.cuda.set_device(local)
-        return rank, world, torch.device("cuda", local)
-    return rank, world, torch.device("cpu")
+    d = distributed.init(timeout_s)
+    return d.rank, d.world, d.device
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
@@ -163,8 +157,11 @@ def pretrain(
     TrainResult
     """
     t, o = cfg["train"], cfg["optim"]
-    rank, world, device = init_distributed()
-    main = rank == 0
+    dist = distributed.init(float(t.get("dist_timeout_s", 600.0)))
+    rank, world, device, main = dist.rank, dist.world, dist.device, dist.main
+    how = distributed.strategy(str(t.get("strategy", "auto")), world)
+    accum = int(t.get("grad_accum", 1))
+    micro = distributed.micro_batch(int(t["batch_size"]), world, accum)
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(cfg)
     total = int(t["steps"])
     manifest = read_manifest(shards)  # fail early and clearly on a bad shard directory
@@ -175,6 +172,10 @@ def pretrain(
     objective = assemble(cfg, data_spec(cfg, manifest.get("n_chans") or None)).to(device)
     if t.get("activation_checkpointing"):
         _activation_checkpointing(getattr(objective, "backbone", objective))
+    distributed.freeze_unused(objective)  # at any world size: one optimizer layout
+    amp = autocast_dtype(str(t["precision"]), device)
+    if how == "fsdp":  # sharded in place before the optimizers see the parameters
+        distributed.wrap(objective, how, dist, mixed_precision=amp)
     optimizers = Optimizers(objective, o, total)
     torch.manual_seed(int(t["seed"]) + 7919 * rank)
 
@@ -207,7 +208,7 @@ def pretrain(
     workers = int(t["num_workers"])
     loader = make_loader(
         shards,
-        int(t["batch_size"]),
+        micro,
         seed=int(t["seed"]),
         num_workers=workers,
         shuffle_buffer=int(t["shuffle_buffer"]),
@@ -218,27 +219,27 @@ def pretrain(
         dtype="float16" if device.type == "cuda" else "float32",
     )
     batches = iter(loader)
-    if state is not None:
-        ckpt.set_rng_state(state["rng"])  # last: nothing after this may draw random numbers
+    if state is not None:  # last: nothing after this may draw random numbers
+        ranks = (state.get("extra") or {}).get("rng_ranks") or []
+        ckpt.set_rng_state(ranks[rank] if world > 1 and len(ranks) == world else state["rng"])
 
-    model: nn.Module = objective
-    if world > 1:
-        model = nn.parallel.DistributedDataParallel(
-            objective, device_ids=[device.index] if device.type == "cuda" else None
-        )
+    model = objective if how == "fsdp" else distributed.wrap(objective, how, dist)
     compile_model(model, str(t["compile"]))
-    amp = autocast_dtype(str(t["precision"]), device)
     autocast = (
         torch.autocast(device.type, dtype=amp) if amp is not None else contextlib.nullcontext()
     )
     log.info(
-        "training %s on %s: steps %d..%d, batch %d x %d process(es), precision %s, compile %s",
+        "training %s on %s: steps %d..%d, global batch %d = %d process(es) x %d micro-step(s) x "
+        "%d, strategy %s, precision %s, compile %s",
         cfg.get("recipe"),
         device,
         start,
         total,
         t["batch_size"],
         world,
+        accum,
+        micro,
+        how,
         "bf16" if amp else "fp32",
         t["compile"],
     )
@@ -257,18 +258,26 @@ def pretrain(
     loop_start, loop_samples = tick, 0
     model.train()
     for step in range(start + 1, total + 1):
-        batch = to_device(next(batches), device)
-        position += 1
-        if fig_batch is None and main:
-            fig_batch = {k: v[:4] for k, v in batch.items()}
-        # step: forward (representation -> backbone -> objective) and backward
-        with autocast:
-            out = model(batch)
-        loss = out.loss
-        loss.backward()
+        # step: forward (representation -> backbone -> objective) and backward, per micro-batch
+        total_loss = torch.zeros((), device=device)
+        for k in range(accum):
+            batch = to_device(next(batches), device)
+            position += 1
+            if fig_batch is None and main:
+                fig_batch = {k: v[:4] for k, v in batch.items()}
+            with (
+                distributed.collective(f"training step {step}", world),
+                distributed.no_sync(model, last=k == accum - 1),  # one all-reduce per step
+            ):
+                with autocast:
+                    out = model(batch)
+                (out.loss / accum).backward()
+            total_loss += out.loss.detach() / accum
         grad_norm = optimizers.clip_and_step()
         optimizers.zero_grad()
-        value = float(loss.detach())
+        logs = {k: float(v) for k, v in out.logs.items()}
+        value, *reduced = distributed.mean_over_ranks([float(total_loss), *logs.values()], dist)
+        logs = dict(zip(logs, reduced))
         if not math.isfinite(value):
             raise EfmError(
                 f"the loss became {value} at step {step}; lower optim.muon_lr / "
@@ -276,8 +285,8 @@ def pretrain(
             )
         result.losses.append(value)
         interval.append(value)
-        samples += int(batch["signal"].shape[0]) * world
-        loop_samples += int(batch["signal"].shape[0]) * world
+        samples += int(t["batch_size"])
+        loop_samples += int(t["batch_size"])
 
         # log
         if step % log_every == 0 or step == total:
@@ -293,7 +302,7 @@ def pretrain(
                         "grad_norm": grad_norm,
                         "samples_per_s": rate,
                         **optimizers.lrs(),
-                        **{k: float(v) for k, v in out.logs.items()},
+                        **logs,
                     },
                 )
             if bar is not None:
@@ -304,6 +313,10 @@ def pretrain(
 
         # checkpoint (and figures)
         if step % ckpt_every == 0 or step == total:
+            extra = {"num_workers": workers, "world_size": world}
+            rngs = distributed.gather_objects(ckpt.rng_state(), dist)  # every rank's masks
+            if world > 1:
+                extra["rng_ranks"] = rngs
             if main:
                 result.checkpoint = ckpt.save(
                     run_dir,
@@ -312,10 +325,9 @@ def pretrain(
                     optimizers,
                     position,
                     keep=int(t.get("keep_ckpts", 2)),
-                    extra={"num_workers": workers, "world_size": world},
+                    extra=extra,
                 )
-            if world > 1:
-                torch.distributed.barrier()
+            distributed.barrier(dist, "writing a checkpoint")
         if (
             main
             and fig_batch is not None

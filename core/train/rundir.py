@@ -39,6 +39,7 @@ _NOT_HASHED = {
         "figures",
         "figures_every",
         "keep_ckpts",
+        "dist_timeout_s",
     ),
 }
 

@@ -67,6 +67,7 @@ class MAE(nn.Module):
         self.backbone, self.representation = backbone, representation
         self.norm_pix_loss = norm_pix_loss
         x, out = self._probe()
+        self._unused = self._unread(out)
         self.grid = tuple(int(g) for g in backbone.mask_shape(x))
         self.dims = len(self.grid)
         if self.dims not in (2, 3):
@@ -136,13 +137,32 @@ class MAE(nn.Module):
         was_training = bb.training
         bb.eval()
         try:
-            with torch.no_grad():
-                # on the meta device (efm validate) the mask's values cannot be read: say how many
-                extra = {"n_visible": 1} if x.device.type == "meta" else {}
-                out = bb(x, mask=mask.view(1, *grid), **extra)
+            # on the meta device (efm validate) the mask's values cannot be read: say how many
+            extra = {"n_visible": 1} if x.device.type == "meta" else {}
+            out = bb(x, mask=mask.view(1, *grid), **extra)  # with autograd: see _unread
         finally:
             bb.train(was_training)
         return x, out
+
+    def _unread(self, out: Any) -> set[str]:
+        """Backbone parameters that the intermediates (all the MAE reads) do not depend on, e.g.
+        its final ``norm``: declared by :meth:`unused_parameters` so that DDP can run."""
+        params = [(n, p) for n, p in self.backbone.named_parameters() if p.requires_grad]
+        outputs = [t for t in out.intermediates if t.requires_grad]
+        if not params or not outputs or outputs[0].device.type == "meta":
+            return set()
+        grads = torch.autograd.grad(
+            outputs,
+            [p for _, p in params],
+            grad_outputs=[torch.ones_like(t) for t in outputs],
+            allow_unused=True,
+        )
+        return {f"backbone.{n}" for (n, _), g in zip(params, grads) if g is None}
+
+    def unused_parameters(self) -> set[str]:
+        """Parameters a training step never uses: the backbone's outputs the MAE does not read
+        (:class:`efm.interfaces.SupportsUnusedParameters`)."""
+        return set(self._unused)
 
     def _init_weights(self, init_backbone: bool) -> None:
         """Hiera-MAE's init: xavier-uniform linears (zero bias), unit LayerNorms, xavier stem."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import socket
 
 import numpy as np
 import pytest
@@ -103,44 +102,6 @@ def test_options_and_errors(shards, tmp_path):
     w = load_file(tmp_path / "bf16/checkpoints/step-0000003/model.safetensors")
     assert w["backbone.patch_embed.weight"].dtype == torch.float32
     assert ckpt.latest(tmp_path / "nothing") is None
-
-
-def _ddp_worker(rank, world, port, shards, run_dir, out):
-    os.environ.update(
-        RANK=str(rank),
-        WORLD_SIZE=str(world),
-        LOCAL_RANK=str(rank),
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-    )
-    from efm import registry
-
-    registry.get_registry(refresh=True)
-    torch.set_num_threads(1)
-    result = pretrain(
-        tiny_config(run_dir, steps=6, ckpt_every=6, log_every=3, figures=False), shards
-    )
-    params = torch.cat([p.detach().flatten() for p in _objective_params(run_dir)])
-    torch.save({"losses": result.losses, "sum": float(params.sum())}, out / f"rank{rank}.pt")
-    torch.distributed.destroy_process_group()
-
-
-def _objective_params(run_dir):
-    w = load_file(run_dir / "checkpoints/step-0000006/model.safetensors")
-    return [w[k] for k in sorted(w)]
-
-
-def test_ddp_two_processes_gloo(shards, tmp_path):
-    """torchrun-style DDP on CPU (gloo): both ranks train, see different data, stay in sync."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    torch.multiprocessing.spawn(
-        _ddp_worker, args=(2, port, shards, tmp_path / "ddp", tmp_path), nprocs=2, join=True
-    )
-    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
-    assert len(r0["losses"]) == 6 and r0["losses"] != r1["losses"]  # different batches per rank
-    assert (tmp_path / "ddp/metrics.csv").is_file()
 
 
 def test_rng_state_round_trip_weights_only(tmp_path):

@@ -1,0 +1,211 @@
+"""Scale-out on CPU with gloo: the global batch, reduced losses, the DDP conformance check, disjoint
+data per rank x worker, a dead rank."""
+
+from __future__ import annotations
+
+import collections
+import csv
+import os
+import time
+
+import pytest
+import torch
+from torch import nn
+
+from efm.data.synthetic import write_synthetic_shards
+from efm.errors import EfmError
+from efm.testing.ddp import check_distributed, free_port, random_batch, unused_problems
+from efm.train import distributed
+from efm.train.loader import ShardStream, read_manifest
+from efm.train.loop import pretrain
+from tests.core.train.tiny import TinyMasked, register_tiny, tiny_config
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    return write_synthetic_shards(tmp_path_factory.mktemp("shards"))
+
+
+def test_global_batch_splits_over_ranks_and_micro_steps():
+    assert distributed.micro_batch(256, 8) == 32
+    assert distributed.micro_batch(16, 2, grad_accum=2) == 4
+    with pytest.raises(EfmError, match=r"batch_size=10 is the global batch .* multiple of 4"):
+        distributed.micro_batch(10, 2, grad_accum=2)
+    with pytest.raises(EfmError, match="multiple of 8"):
+        distributed.micro_batch(4, 8)
+    assert distributed.strategy("auto", 1) == "none" and distributed.strategy("auto", 2) == "ddp"
+    with pytest.raises(EfmError, match="options: auto, ddp, fsdp, none"):
+        distributed.strategy("zero3", 2)
+
+
+def test_grad_accum_must_divide_the_batch_in_the_config(tmp_path):
+    from efm.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"batch_size=10 .* grad_accum=4"):
+        tiny_config(tmp_path, batch_size=10, grad_accum=4)
+
+
+class Unused(TinyMasked):
+    """The tiny objective with a head its forward never calls (the MAE crash in miniature)."""
+
+    def __init__(self, backbone, representation, mask_ratio=0.5, declare=True):
+        super().__init__(backbone, representation, mask_ratio)
+        self.extra = nn.Linear(4, 4)
+        self.declare = declare
+
+    def unused_parameters(self):
+        return {"extra.weight", "extra.bias", "decoder_pred.bias"} if self.declare else set()
+
+
+def register_unused() -> None:
+    """Register ``tiny_unused`` (declares nothing) for the DDP processes."""
+    from dataclasses import dataclass
+
+    from efm import registry
+
+    register_tiny()
+
+    @dataclass
+    class Cfg:
+        mask_ratio: float = 0.5
+        declare: bool = False
+
+    reg = registry.get_registry()
+    if "tiny_unused" not in reg.tables["objectives"]:
+        reg.register_callback("objectives", "tests", "tests")("tiny_unused", Unused, Cfg)
+
+
+def _tiny_nodes(objective: str = "tiny_masked", **opts) -> tuple[dict, object]:
+    from efm.assemble import DataSpec
+
+    nodes = {
+        "representation": {"name": "tiny_rep"},
+        "backbone": {"name": "tiny_mlp"},
+        "objective": {"name": objective, **opts},
+    }
+    return nodes, DataSpec(sfreq=50.0, n_times=200, n_chans=8)
+
+
+def test_unused_declarations_are_checked_against_a_backward_pass():
+    from efm.train.loop import build_objective  # noqa: F401  (the registry of the tiny parts)
+
+    register_tiny()
+    bb, rep = nn.Module(), None
+    from tests.core.train.tiny import TinyBackbone, TinyRep
+
+    bb, rep = TinyBackbone(), TinyRep()
+    batch = random_batch(2, 8, 200, seed=0)
+    # undeclared: reported, naming the parameters
+    (line,) = unused_problems(Unused(bb, rep, declare=False), batch)
+    assert "not declared" in line and "'extra.bias', 'extra.weight'" in line
+    # declared, but decoder_pred.bias is used: freezing it would stop training it
+    (line,) = unused_problems(Unused(bb, rep, declare=True), batch)
+    assert "declared unused that do get a gradient: ['decoder_pred.bias']" in line
+    # freezing removes the declared ones from the trainable set
+    obj = Unused(bb, rep, declare=True)
+    assert distributed.freeze_unused(obj) == ["decoder_pred.bias", "extra.bias", "extra.weight"]
+    assert not obj.extra.weight.requires_grad and obj.decoder_pred.weight.requires_grad
+
+
+def test_mae_declares_its_backbone_norm(tmp_path):
+    """The crash of `torchrun ... efm run recipe=epi250k`: params 71/72 are backbone.norm.*."""
+    from efm.assemble import assemble, data_spec
+    from efm.config import compose
+
+    cfg = compose(["recipe=epi250k"])
+    torch.manual_seed(0)
+    obj = assemble(cfg, data_spec(cfg, 8))
+    names = [n for n, _ in obj.named_parameters()]
+    assert distributed.unused_parameters(obj) == {"backbone.norm.weight", "backbone.norm.bias"}
+    assert {names[71], names[72]} == {"backbone.norm.weight", "backbone.norm.bias"}
+    batch = random_batch(2, 8, 7500, seed=0)
+    assert unused_problems(obj, batch) == []
+
+
+def test_conformance_check_catches_an_undeclared_unused_parameter():
+    nodes, data = _tiny_nodes("tiny_unused")
+    problems = check_distributed(nodes, data, setup=register_unused, steps=1)
+    assert any("parameters without a gradient" in p and "extra.weight" in p for p in problems)
+    assert any("not declared by unused_parameters()" in p for p in problems), problems
+
+
+def _pretrain_rank(rank, world, port, shards, run_dir, out, kw, die_after):
+    os.environ.update(
+        RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_RANK=str(rank),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+    )
+    from efm import registry
+
+    registry.get_registry(refresh=True)
+    torch.set_num_threads(1)
+    t0 = time.perf_counter()
+    try:
+        if die_after is not None and rank == 1:
+            pretrain(tiny_config(run_dir, **kw), shards, stop_at=die_after)
+            os._exit(0)  # gone without a word, like a killed process
+        result = pretrain(tiny_config(run_dir, **kw), shards)
+        torch.save({"losses": result.losses}, out / f"rank{rank}.pt")
+    except EfmError as exc:
+        torch.save({"error": str(exc), "after_s": time.perf_counter() - t0}, out / f"rank{rank}.pt")
+    finally:
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+def spawn_pretrain(shards, run_dir, out, world=2, die_after=None, **kw):
+    torch.multiprocessing.spawn(
+        _pretrain_rank,
+        args=(world, free_port(), shards, run_dir, out, kw, die_after),
+        nprocs=world,
+        join=die_after is None,
+    )
+    if die_after is not None:
+        deadline = time.time() + 120
+        while not (out / "rank0.pt").exists() and time.time() < deadline:
+            time.sleep(0.5)
+    return [torch.load(p) for p in sorted(out.glob("rank*.pt"))]
+
+
+def test_ddp_pretrain_two_ranks_reduces_losses_and_writes_once(shards, tmp_path):
+    """torchrun-style DDP on CPU: the global batch of 8 is 4 per rank, the logged loss is the mean
+    over ranks (the same on both), rank 0 alone writes the metrics."""
+    kw = dict(steps=6, batch_size=8, ckpt_every=6, log_every=3, figures=False)
+    r0, r1 = spawn_pretrain(shards, tmp_path / "ddp", tmp_path, **kw)
+    assert len(r0["losses"]) == 6 and r0["losses"] == r1["losses"]
+    rows = list(csv.DictReader((tmp_path / "ddp/metrics.csv").open()))
+    assert [int(r["step"]) for r in rows] == [3, 6]  # one writer: no duplicated rows
+    assert float(rows[1]["loss_last"]) == pytest.approx(r0["losses"][-1])
+
+
+def test_a_dead_rank_stops_the_others_with_a_clear_error(shards, tmp_path):
+    kw = dict(steps=50, batch_size=8, ckpt_every=50, figures=False, dist_timeout_s=30.0)
+    (r0,) = spawn_pretrain(shards, tmp_path / "dead", tmp_path, die_after=2, **kw)
+    assert "another process of this run stopped or stalled" in r0["error"]
+    assert "rerun the same command to resume" in r0["error"]
+    assert r0["after_s"] < 60
+
+
+def test_every_rank_and_worker_reads_a_disjoint_part_of_each_epoch(tmp_path):
+    """2 ranks x 2 loader workers over 8 shards: two data epochs give every key exactly twice."""
+    root = write_synthetic_shards(tmp_path, epochs_per_shard=8)  # 64 epochs in 8 shards
+    urls = read_manifest(root)["urls"]
+    assert len(urls) == 8
+    keys: collections.Counter[str] = collections.Counter()
+    per_rank = []
+    for rank in range(2):
+        stream = ShardStream(
+            urls, 1, seed=3, shuffle_buffer=0, resampled=False, num_workers=2, rank=rank,
+            world_size=2,
+        )  # fmt: skip
+        loader = torch.utils.data.DataLoader(
+            stream, batch_size=None, num_workers=2, collate_fn=lambda b: b
+        )
+        mine = [b["meta"][0]["key"] for _, b in zip(range(64), loader)]  # 2 epochs of 32
+        per_rank.append(set(mine))
+        keys.update(mine)
+    assert len(keys) == 64 and set(keys.values()) == {2}, keys
+    # each epoch splits the (reshuffled) shards anew, so a rank sees other keys in epoch 2
+    assert len(per_rank[0]) > 32
