@@ -20,6 +20,7 @@ import argparse
 import importlib
 import json
 import logging
+import os
 import re
 import sys
 import textwrap
@@ -45,7 +46,12 @@ EXTERNAL_HELP = {
 
 
 def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    rank = int(os.environ.get("RANK", "0") or 0)  # under torchrun: rank 0 speaks, others warn
+    logging.basicConfig(
+        level=logging.INFO if rank == 0 or verbose else logging.WARNING,
+        format="%(message)s" if rank == 0 else f"rank {rank}: %(message)s",
+        stream=sys.stderr,
+    )
     if not verbose:
         for noisy in ("mne", "neo", "matplotlib", "PIL", "urllib3"):
             logging.getLogger(noisy).setLevel(logging.ERROR)

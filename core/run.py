@@ -21,8 +21,12 @@ log = logging.getLogger("efm.run")
 
 
 def _say(line: str) -> None:
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
+    """One line of the run's own output; under torchrun, rank 0's only."""
+    from efm.train.distributed import is_main
+
+    if is_main():
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
 
 
 def header(cfg: dict[str, Any]) -> list[str]:
@@ -53,10 +57,12 @@ def run(cfg: dict[str, Any]) -> int:
     from efm.data import ensure_shards
     from efm.evaluate.report import write_report
     from efm.evaluate.run import probe, summary_lines
+    from efm.train.distributed import check_batch
     from efm.train.loop import pretrain
     from efm.train.rundir import default_run_dir
 
     require_assembly(cfg)  # every assembly problem now, before any data is prepared
+    check_batch(cfg)  # the global batch splits over the processes
     lines = header(cfg)
     for line in lines:
         _say(line)
@@ -139,6 +145,9 @@ def cli_pretrain(argv: list[str]) -> int:
     from efm.assemble import require as require_assembly
 
     require_assembly(cfg)  # every assembly problem now, before any data is prepared
+    from efm.train.distributed import check_batch
+
+    check_batch(cfg)
     for line in header(cfg)[:2]:
         _say(line.replace("efm run:", "efm pretrain:"))
     shards = Path(ensure_shards(cfg))

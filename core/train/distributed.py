@@ -135,6 +135,14 @@ def micro_batch(global_batch: int, world: int, grad_accum: int = 1) -> int:
     return global_batch // parts
 
 
+def check_batch(cfg: dict[str, Any]) -> int:
+    """:func:`micro_batch` of a resolved config at the launcher's ``WORLD_SIZE`` (before any data
+    is prepared or any process group joined)."""
+    t = cfg["train"]
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return micro_batch(int(t["batch_size"]), world, int(t.get("grad_accum", 1)))
+
+
 # -- parameters that a step never uses ---------------------------------------------------------
 def unused_parameters(model: nn.Module) -> set[str]:
     """Names (as ``model.named_parameters()`` gives them) that the model's forward never uses.

@@ -1,0 +1,82 @@
+"""Each built-in recipe's demo profile trains 3 steps as 2 gloo processes under torchrun, as a user
+runs it: `torchrun --standalone --nproc_per_node=2 $(which efm) run recipe=NAME`."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EFM = Path(sys.executable).with_name("efm")
+SLOW = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not os.environ.get("EFM_RUN_SLOW"), reason="slow: set EFM_RUN_SLOW=1"),
+]
+
+
+def torchrun(args: list[str], cache: Path, nproc: int = 2) -> subprocess.CompletedProcess:
+    """``torchrun --standalone --nproc_per_node=nproc efm ARGS`` from this environment."""
+    env = {**os.environ, "EFM_CACHE": str(cache), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    cmd += [f"--nproc_per_node={nproc}", str(EFM), *args]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture
+def cache(tmp_path_factory):
+    return tmp_path_factory.getbasetemp() / "efm-cache"  # the demo corpora, once per session
+
+
+def test_epi250k_demo_runs_under_torchrun_with_rank0_output(cache, tmp_path):
+    run = tmp_path / "run"
+    p = torchrun(
+        [
+            "run",
+            "recipe=epi250k",
+            "train.steps=3",
+            "train.batch_size=8",
+            "train.progress=false",
+            "eval.seeds=2",
+            f"train.run_dir={run}",
+        ],
+        cache,
+    )
+    assert p.returncode == 0, p.stderr[-3000:]
+    out = p.stdout.splitlines()
+    # the header, the summary and the report come once, from rank 0
+    assert sum(line.startswith("efm run: recipe 'epi250k'") for line in out) == 1, out
+    assert sum(line.startswith("report: ") for line in out) == 1
+    assert sum("global batch 8 = 2 process(es) x 1 micro-step(s) x 4" in x for x in p.stderr.splitlines()) == 1  # fmt: skip
+    assert "parameters no step uses (frozen): backbone.norm.bias, backbone.norm.weight" in p.stderr
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    assert [int(r["step"]) for r in rows] == [3]
+    report = json.loads((run / "report.json").read_text())
+    assert report["train"]["steps_run"] == 3 and report["probes"]["seizure"]["per_seed"]
+    assert (run / "checkpoints/step-0000003/model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("recipe", [pytest.param(r, marks=SLOW) for r in ("diver1-iEEG", "diver1-EEG")])  # fmt: skip
+def test_diver_demos_pretrain_under_torchrun(cache, tmp_path, recipe):
+    run = tmp_path / "run"
+    args = ["pretrain", f"recipe={recipe}", "train.steps=3", "train.batch_size=4"]
+    p = torchrun([*args, "train.progress=false", f"train.run_dir={run}"], cache)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "strategy ddp" in p.stderr and "checkpoint:" in p.stdout
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    assert [int(r["step"]) for r in rows] == [3] and float(rows[0]["loss"]) > 0
+
+
+def test_a_batch_that_does_not_split_is_one_line(cache, tmp_path):
+    p = torchrun(["pretrain", "recipe=epi250k", "train.batch_size=7", "train.steps=1",
+                  f"train.run_dir={tmp_path}"], cache)  # fmt: skip
+    assert p.returncode != 0
+    errors = [x for x in p.stderr.splitlines() if x.startswith("error:")]
+    assert errors and "train.batch_size=7 is the global batch" in errors[0]
+    assert not re.search(r'File ".*/(core|efm)/', p.stderr)  # torchrun's report, no efm frame
+    assert "sleep staging" not in p.stderr  # refused before any data is prepared
