@@ -10,6 +10,11 @@ The safetensors metadata key ``efm.architecture`` records, per submodule that ha
 ``architecture()`` method (e.g. a Hiera backbone), the options that decide what its weights compute
 but change no parameter shape (``q_pool`` ...); loading into a model built otherwise is refused.
 A damaged or foreign file is one :class:`~efm.errors.EfmError` naming it and the reason.
+
+Sharded checkpoints (``train.strategy=fsdp``): ``step-N/dcp/`` holds every rank's shards of the
+weights and optimizer state (``torch.distributed.checkpoint``), ``state.pt`` the rest; the last
+checkpoint of a run also gets the gathered ``model.safetensors``, and :func:`consolidate` writes it
+for any other one in a single process.
 """
 
 from __future__ import annotations
@@ -95,6 +100,136 @@ def save(
         },
         tmp / "state.pt",
     )
+    _publish(root, tmp, final, keep)
+    return final
+
+
+# -- sharded checkpoints (FSDP2) ---------------------------------------------------------------
+SHARDED = "dcp"  # the torch.distributed.checkpoint folder inside a sharded checkpoint
+
+
+def save_sharded(
+    run_dir: Path,
+    step: int,
+    model: nn.Module,
+    optimizers: Any,
+    data_position: int,
+    keep: int = 2,
+    extra: dict[str, Any] | None = None,
+    *,
+    full_weights: bool = False,
+) -> Path:
+    """Write the checkpoint of ``step`` of an FSDP2-sharded model; every rank calls it.
+
+    Each rank writes its shards of the weights and optimizer state through
+    ``torch.distributed.checkpoint`` (``step-N/dcp/``); rank 0 writes ``state.pt`` (step, schedules,
+    RNG states, data position) and, with ``full_weights``, the gathered weights as
+    ``model.safetensors`` (what evaluation reads; :func:`consolidate` makes it later otherwise).
+    """
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict
+
+    rank = torch.distributed.get_rank()
+    root = run_dir / "checkpoints"
+    final, tmp = root / f"step-{step:07d}", root / f".tmp-step-{step:07d}"
+    if rank == 0:
+        root.mkdir(parents=True, exist_ok=True)
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir()
+    torch.distributed.barrier()
+    msd, osd = get_state_dict(model, optimizers.optimizers)
+    dcp.save({"model": msd, "optim": osd}, checkpoint_id=str(tmp / SHARDED))
+    if full_weights:
+        write_full_weights(model, tmp / "model.safetensors")
+    if rank == 0:
+        torch.save(
+            {
+                "step": step,
+                "optimizers": {"schedulers": [s.state_dict() for s in optimizers.schedulers]},
+                "rng": rng_state(),
+                "data_position": data_position,
+                "extra": {**(extra or {}), "sharded": True, "metadata": _metadata(model)},
+            },
+            tmp / "state.pt",
+        )
+        _publish(root, tmp, final, keep)
+    torch.distributed.barrier()
+    return final
+
+
+def write_full_weights(model: nn.Module, file: Path) -> None:
+    """Gather a sharded model's full weights (a collective) and write them on rank 0."""
+    from safetensors.torch import save_file
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    full = get_model_state_dict(model, options=options)
+    if torch.distributed.get_rank() == 0:
+        tensors = {k: v.contiguous() for k, v in full.items() if isinstance(v, torch.Tensor)}
+        save_file(tensors, str(file), metadata=_metadata(model))
+
+
+def load_sharded(path: Path, model: nn.Module, optimizers: Any) -> dict[str, Any]:
+    """Restore an FSDP2-sharded model and its optimizers from a sharded checkpoint (every rank)."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+
+    state = load_state(path)
+    folder = Path(path) / SHARDED
+    if not folder.is_dir():
+        raise EfmError(
+            f"checkpoint {path} is not sharded (no {SHARDED}/): it was written without "
+            "train.strategy=fsdp; resume with the strategy it was trained with"
+        )
+    msd, osd = get_state_dict(model, optimizers.optimizers)
+    try:
+        dcp.load({"model": msd, "optim": osd}, checkpoint_id=str(folder))  # in place
+        set_state_dict(model, optimizers.optimizers, model_state_dict=msd, optim_state_dict=osd)
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise EfmError(
+            f"sharded checkpoint {folder} does not fit this model ({_reason(exc)}); was it "
+            "trained with another recipe?"
+        ) from None
+    for sch, s in zip(optimizers.schedulers, state["optimizers"]["schedulers"]):
+        sch.load_state_dict(s)
+    return state
+
+
+def consolidate(path: Path, out: Path | None = None) -> Path:
+    """One ``model.safetensors`` from a sharded checkpoint, in one process (no process group).
+
+    Parameters
+    ----------
+    path : path
+        A checkpoint folder written with ``train.strategy=fsdp`` (``step-N/``).
+    out : path, optional
+        The file to write; default ``path/model.safetensors`` (what evaluation reads).
+    """
+    import tempfile
+
+    from safetensors.torch import save_file
+    from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
+
+    path = Path(path)
+    folder = path / SHARDED
+    if not folder.is_dir():
+        raise EfmError(f"{path} is not a sharded checkpoint (no {SHARDED}/ folder)")
+    out = Path(out) if out is not None else path / "model.safetensors"
+    meta = ((load_state(path).get("extra") or {}).get("metadata")) or {}
+    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+        whole = Path(tmp) / "whole.pt"
+        dcp_to_torch_save(str(folder), str(whole))
+        model = torch.load(whole, map_location="cpu", weights_only=True)["model"]
+        part = Path(tmp) / out.name
+        save_file({k: v.contiguous() for k, v in model.items()}, str(part), metadata=meta)
+        os.replace(part, out)
+    log.info("consolidated %s into %s", folder, out)
+    return out
+
+
+def _publish(root: Path, tmp: Path, final: Path, keep: int) -> None:
+    """Rename a complete checkpoint into place, point ``latest`` at it, drop the oldest."""
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
@@ -104,7 +239,6 @@ def save(
     for old in olds[: max(0, len(olds) - max(1, keep))]:
         shutil.rmtree(old, ignore_errors=True)
     log.info("checkpoint %s", final)
-    return final
 
 
 def latest(run_dir: Path) -> Path | None:

@@ -117,9 +117,10 @@ def _activation_checkpointing(backbone: nn.Module) -> None:
 
 
 def save_figures(
-    objective: nn.Module, batch: dict[str, Any], path: Path, title: str
+    objective: nn.Module, batch: dict[str, Any], path: Path | None, title: str
 ) -> Path | None:
-    """Run the objective on a few samples and plot its ``figures``, leaving every RNG untouched."""
+    """Run the objective on a few samples and plot its ``figures``, leaving every RNG untouched
+    (``path`` None: run it only, as the other ranks of a sharded model must)."""
     devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
     was_training = objective.training
     with torch.random.fork_rng(devices=devices), torch.no_grad():
@@ -128,7 +129,9 @@ def save_figures(
             out = objective(batch)
         finally:
             objective.train(was_training)
-    return plots.reconstructions(out.figures or {}, path, title) if out.figures else None
+    if path is None or not out.figures:
+        return None
+    return plots.reconstructions(out.figures, path, title)
 
 
 # -- the loop ---------------------------------------------------------------------------------
@@ -182,7 +185,8 @@ def pretrain(
     start, position, state = 0, 0, None
     last = ckpt.latest(run_dir) if t.get("resume", True) else None
     if last is not None:
-        state = ckpt.load(last, objective, optimizers)
+        load = ckpt.load_sharded if how == "fsdp" else ckpt.load
+        state = load(last, objective, optimizers)
         start, position = int(state["step"]), int(state["data_position"])
         saved = state.get("extra") or {}
         if (saved.get("num_workers"), saved.get("world_size")) != (t["num_workers"], world):
@@ -263,7 +267,7 @@ def pretrain(
         for k in range(accum):
             batch = to_device(next(batches), device)
             position += 1
-            if fig_batch is None and main:
+            if fig_batch is None and (main or how == "fsdp"):  # FSDP: every rank runs it
                 fig_batch = {k: v[:4] for k, v in batch.items()}
             with (
                 distributed.collective(f"training step {step}", world),
@@ -317,19 +321,20 @@ def pretrain(
             rngs = distributed.gather_objects(ckpt.rng_state(), dist)  # every rank's masks
             if world > 1:
                 extra["rng_ranks"] = rngs
-            if main:
+            keep = int(t.get("keep_ckpts", 2))
+            if how == "fsdp":  # every rank writes its shards; the last step also one file
+                with distributed.collective("writing a sharded checkpoint", world):
+                    result.checkpoint = ckpt.save_sharded(
+                        run_dir, step, objective, optimizers, position, keep, extra,
+                        full_weights=step == total,
+                    )  # fmt: skip
+            elif main:
                 result.checkpoint = ckpt.save(
-                    run_dir,
-                    step,
-                    objective,
-                    optimizers,
-                    position,
-                    keep=int(t.get("keep_ckpts", 2)),
-                    extra=extra,
+                    run_dir, step, objective, optimizers, position, keep=keep, extra=extra
                 )
             distributed.barrier(dist, "writing a checkpoint")
         if (
-            main
+            (main or how == "fsdp")
             and fig_batch is not None
             and t.get("figures", True)
             and (step % fig_every == 0 or step == total)
@@ -337,7 +342,7 @@ def pretrain(
             save_figures(
                 objective,
                 fig_batch,
-                run_dir / "figures" / "reconstruction.png",
+                run_dir / "figures" / "reconstruction.png" if main else None,
                 f"{cfg.get('recipe')} step {step}",
             )
         if stop_at is not None and step >= stop_at:

@@ -6,15 +6,18 @@ from __future__ import annotations
 import collections
 import csv
 import os
+import signal
 import time
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from torch import nn
 
 from efm.data.synthetic import write_synthetic_shards
 from efm.errors import EfmError
 from efm.testing.ddp import check_distributed, free_port, random_batch, unused_problems
+from efm.train import checkpoint as ckpt
 from efm.train import distributed
 from efm.train.loader import ShardStream, read_manifest
 from efm.train.loop import pretrain
@@ -129,7 +132,7 @@ def test_conformance_check_catches_an_undeclared_unused_parameter():
     assert any("not declared by unused_parameters()" in p for p in problems), problems
 
 
-def _pretrain_rank(rank, world, port, shards, run_dir, out, kw, die_after):
+def _pretrain_rank(rank, world, port, shards, run_dir, out, kw, kill_after):
     os.environ.update(
         RANK=str(rank),
         WORLD_SIZE=str(world),
@@ -143,9 +146,9 @@ def _pretrain_rank(rank, world, port, shards, run_dir, out, kw, die_after):
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     try:
-        if die_after is not None and rank == 1:
-            pretrain(tiny_config(run_dir, **kw), shards, stop_at=die_after)
-            os._exit(0)  # gone without a word, like a killed process
+        if kill_after is not None and rank == 1:
+            pretrain(tiny_config(run_dir, **kw), shards, stop_at=kill_after)
+            os.kill(os.getpid(), signal.SIGKILL)  # gone without a word
         result = pretrain(tiny_config(run_dir, **kw), shards)
         torch.save({"losses": result.losses}, out / f"rank{rank}.pt")
     except EfmError as exc:
@@ -155,17 +158,18 @@ def _pretrain_rank(rank, world, port, shards, run_dir, out, kw, die_after):
             torch.distributed.destroy_process_group()
 
 
-def spawn_pretrain(shards, run_dir, out, world=2, die_after=None, **kw):
-    torch.multiprocessing.spawn(
+def spawn_pretrain(shards, run_dir, out, world=2, kill_after=None, **kw):
+    """``pretrain`` as ``world`` gloo processes; with ``kill_after``, rank 1 is SIGKILLed after
+    that step. Returns what each surviving rank saved (losses, or the error it stopped with)."""
+    out.mkdir(parents=True, exist_ok=True)
+    ctx = torch.multiprocessing.spawn(
         _pretrain_rank,
-        args=(world, free_port(), shards, run_dir, out, kw, die_after),
+        args=(world, free_port(), shards, run_dir, out, kw, kill_after),
         nprocs=world,
-        join=die_after is None,
+        join=False,
     )
-    if die_after is not None:
-        deadline = time.time() + 120
-        while not (out / "rank0.pt").exists() and time.time() < deadline:
-            time.sleep(0.5)
+    for p in ctx.processes:
+        p.join(timeout=300)
     return [torch.load(p) for p in sorted(out.glob("rank*.pt"))]
 
 
@@ -173,19 +177,36 @@ def test_ddp_pretrain_two_ranks_reduces_losses_and_writes_once(shards, tmp_path)
     """torchrun-style DDP on CPU: the global batch of 8 is 4 per rank, the logged loss is the mean
     over ranks (the same on both), rank 0 alone writes the metrics."""
     kw = dict(steps=6, batch_size=8, ckpt_every=6, log_every=3, figures=False)
-    r0, r1 = spawn_pretrain(shards, tmp_path / "ddp", tmp_path, **kw)
+    r0, r1 = spawn_pretrain(shards, tmp_path / "ddp", tmp_path / "out", **kw)
     assert len(r0["losses"]) == 6 and r0["losses"] == r1["losses"]
     rows = list(csv.DictReader((tmp_path / "ddp/metrics.csv").open()))
     assert [int(r["step"]) for r in rows] == [3, 6]  # one writer: no duplicated rows
     assert float(rows[1]["loss_last"]) == pytest.approx(r0["losses"][-1])
 
 
-def test_a_dead_rank_stops_the_others_with_a_clear_error(shards, tmp_path):
-    kw = dict(steps=50, batch_size=8, ckpt_every=50, figures=False, dist_timeout_s=30.0)
-    (r0,) = spawn_pretrain(shards, tmp_path / "dead", tmp_path, die_after=2, **kw)
-    assert "another process of this run stopped or stalled" in r0["error"]
-    assert "rerun the same command to resume" in r0["error"]
-    assert r0["after_s"] < 60
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_killed_rank_stops_the_other_and_the_rerun_resumes_exactly(shards, tmp_path, strategy):
+    """SIGKILL rank 1 after step 6 (newest checkpoint: step 4): rank 0 stops with a clear error at
+    once; rerunning the same command ends with the weights of an uninterrupted run."""
+    kw = dict(
+        steps=8, batch_size=8, ckpt_every=4, log_every=2, figures=strategy == "fsdp",
+        strategy=strategy, dist_timeout_s=60.0, num_workers=1, crops_s=[4.0, 2.0],
+    )  # fmt: skip
+    full = spawn_pretrain(shards, tmp_path / "full", tmp_path / "o1", **kw)
+    (r0,) = spawn_pretrain(shards, tmp_path / "cut", tmp_path / "o2", kill_after=6, **kw)
+    assert "another process of this run stopped or stalled" in r0["error"], r0
+    assert r0["after_s"] < 60  # well before the collective timeout
+    again = spawn_pretrain(shards, tmp_path / "cut", tmp_path / "o3", **kw)
+    assert again[0]["losses"] == full[0]["losses"][4:]  # resumed at step 4, bit-identical
+    last = "checkpoints/step-0000008"
+    a, b = (load_file(tmp_path / run / last / "model.safetensors") for run in ("full", "cut"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    if strategy == "fsdp":  # sharded checkpoints, and a single file made from one in one process
+        assert (tmp_path / "cut" / last / "dcp").is_dir()
+        one = ckpt.consolidate(tmp_path / "cut" / last, tmp_path / "one.safetensors")
+        c = load_file(one)
+        assert all(torch.equal(a[k], c[k]) for k in a)
+        assert (tmp_path / "cut/figures/reconstruction.png").is_file()
 
 
 def test_every_rank_and_worker_reads_a_disjoint_part_of_each_epoch(tmp_path):
