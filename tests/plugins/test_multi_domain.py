@@ -25,6 +25,7 @@ def _one_thread():
 
 class TestMultiDomainSuite(ObjectiveSuite):
     names = ["multi_domain"]
+    test_ddp_step = None  # run by tests/plugins/test_objectives.py's suite
 
     def nodes(self, name: str) -> dict[str, dict[str, Any]]:
         nodes = super().nodes(name)

