@@ -4,6 +4,7 @@
     python benchmarks/training.py --batch-size 256 --compile max-autotune   # on a GPU
     python benchmarks/training.py --recipe diver1-EEG --backbone moirai_small   # DIVER-1 on a GPU
     python benchmarks/training.py --quick                          # tiny, for a smoke test
+    python benchmarks/training.py --ranks                          # 1 vs 2 processes (DDP, gloo)
 
 The default is EPI-250k's model (spectrogram -> hiera_base -> MAE on 8 x 7500 epochs);
 ``--recipe diver1-EEG`` is DIVER-1's (1 s patch tokens of 19 channels x 5 s at 500 Hz ->
@@ -20,6 +21,11 @@ Newton-Schulz iterations are not model FLOPs and are left out) and scaled to the
 CUDA the dense bf16 tensor-core peak of the GPU (H100 / H200 SXM: 989 TFLOP/s); for CPUs an fp32
 estimate, cores x clock x FLOP per cycle (32 for AVX2/AVX-512 on AMD Zen, 64 for Intel AVX-512),
 overridable with ``--peak-tflops``.
+
+``--ranks``: the same global batch trained by 1 process and by 2 DDP processes (gloo on a CPU,
+each with half the cores), samples/s and their ratio; on a GPU, one process with the model plain,
+in DDP and sharded by FSDP2 (the wrappers' overhead ratio against none). Written to
+``benchmarks/results/training_ranks_<device>.json``.
 
 The loader is measured alone on synthetic shards of the same format and epoch shape (8 x 7500
 float16 µV): samples/s with ``--workers`` workers at the same batch size, to compare with the rate
@@ -249,6 +255,75 @@ def loader_rates(
     return out
 
 
+def _rank_worker(rank: int, world: int, port: int, job: dict, out: str) -> None:
+    """One process of a ``--ranks`` measurement: ``job["steps"]`` timed steps of the global batch."""
+    from efm.train import distributed
+
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(max(1, job["threads"] // world))
+    if job["strategy"] != "none" and world == 1:  # a process group of one: the wrapper alone
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        torch.distributed.init_process_group(backend, rank=0, world_size=1)
+    dist = distributed.init()
+    cfg, shape = job["cfg"], job["shape"]
+    torch.manual_seed(0)
+    obj = assemble(cfg).to(dist.device)
+    distributed.freeze_unused(obj)
+    amp = autocast_dtype(str(cfg["train"]["precision"]), dist.device)
+    how = job["strategy"]
+    if how == "fsdp":
+        distributed.wrap(obj, how, dist, mixed_precision=amp)
+    opt = Optimizers(obj, cfg["optim"], 1000)
+    model = obj if how in ("fsdp", "none") else distributed.wrap(obj, how, dist)
+    micro = distributed.micro_batch(job["batch"], world)
+    x = torch.randn(micro, *shape, device=dist.device) * 30
+    times = []
+    for i in range(job["warmup"] + job["steps"]):
+        if dist.device.type == "cuda":
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        with torch.autocast(dist.device.type, dtype=amp or torch.float32, enabled=amp is not None):
+            loss = model({"signal": x}).loss
+        loss.backward()
+        opt.clip_and_step()
+        opt.zero_grad()
+        distributed.mean_over_ranks([float(loss.detach())], dist)  # what the loop logs
+        if i >= job["warmup"]:
+            times.append(time.perf_counter() - t)
+    step = statistics.median(times)
+    if rank == 0:
+        Path(out).write_text(json.dumps({"step_s": step, "samples_per_s": job["batch"] / step}))
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
+def rank_scaling(cfg: dict, batch: int, steps: int, warmup: int, shape: tuple[int, int]) -> dict:
+    """samples/s of one global batch at 1 and 2 processes (CPU), or per wrapper on one GPU."""
+    import socket
+
+    cuda = torch.cuda.is_available()
+    runs = [("none", 1), ("ddp", 1), ("fsdp", 1)] if cuda else [("none", 1), ("ddp", 2)]
+    job = {"cfg": cfg, "shape": list(shape), "batch": batch, "steps": steps, "warmup": warmup}
+    job["threads"] = torch.get_num_threads()
+    found = {}
+    for how, world in runs:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        with tempfile.TemporaryDirectory() as tmp:
+            out = str(Path(tmp) / "rank0.json")
+            torch.multiprocessing.spawn(
+                _rank_worker, args=(world, port, {**job, "strategy": how}, out), nprocs=world
+            )
+            found[f"{how}_x{world}"] = json.loads(Path(out).read_text())
+    base = found["none_x1"]["samples_per_s"]
+    return {
+        "runs": found,
+        "ratio_over_one_process": {k: v["samples_per_s"] / base for k, v in found.items()},
+    }
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--recipe", default="epi250k")
@@ -266,6 +341,7 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=None, help="loader workers (default: cores/2)")
     p.add_argument("--peak-tflops", type=float, default=None)
     p.add_argument("--quick", action="store_true", help="hiera_test, batch 2, 2 steps")
+    p.add_argument("--ranks", action="store_true", help="1 vs 2 DDP processes (GPU: wrappers)")
     p.add_argument("--out", default=None)
     p.add_argument("--note", default="", help="free text stored in the JSON")
     args = p.parse_args()
@@ -292,6 +368,26 @@ def main() -> None:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     log = lambda msg: print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)  # noqa: E731
+    if args.ranks:
+        log(f"{args.recipe}: {backbone}, global batch {batch}: 1 vs 2 processes")
+        found = rank_scaling(cfg, batch, args.steps, args.warmup, shape)
+        found.update(
+            benchmark="training_ranks",
+            recipe=args.recipe,
+            model=f"{cfg['representation']['name']} -> {backbone} -> {cfg['objective']['name']}",
+            batch_size=batch,
+            device=torch.cuda.get_device_name(0) if cuda else platform.processor() or "cpu",
+            threads=torch.get_num_threads(),
+            torch=torch.__version__,
+            date=time.strftime("%Y-%m-%dT%H:%M:%S"),
+            note=args.note,
+        )
+        out = Path(args.out or f"benchmarks/results/training_ranks_{device.type}.json")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(found, indent=2), encoding="utf-8")
+        print(json.dumps(found["ratio_over_one_process"], indent=1))
+        print(f"wrote {out}")
+        return
     log(f"{args.recipe}: {backbone}, batch {batch}, compile {mode}: counting FLOPs")
     flops = model_flops(cfg, batch, device, shape)
     log("timing training steps (the first compiles)")

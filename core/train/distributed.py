@@ -193,8 +193,14 @@ def wrap(
     FSDP2 shards ``objective`` in place (its parameters become DTensors) and returns it; build the
     optimizers afterwards.
     """
-    if how == "none" or dist.world == 1 and how == "ddp":
+    grouped = torch.distributed.is_available() and torch.distributed.is_initialized()
+    if how == "none" or (how == "ddp" and not grouped):  # one process, no group: nothing to wrap
         return objective
+    if how == "fsdp" and not grouped:
+        raise EfmError(
+            "train.strategy=fsdp shards over the processes of a torchrun job; launch with "
+            "torchrun --nproc_per_node=N (or use train.strategy=none for one process)"
+        )
     if how == "ddp":
         return nn.parallel.DistributedDataParallel(
             objective,
