@@ -362,9 +362,9 @@ def main(argv: list[str] | None = None) -> int:
         msg = " ".join(str(exc).split("\n"))
         print(f"error: {msg}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # a training loop saved a checkpoint first (efm.train.loop)
         print("interrupted", file=sys.stderr)
-        return 130
+        return 128 + int(getattr(exc, "signum", 2))
     except BrokenPipeError:  # `efm plugins | head`
         sys.stderr.close()
         return 0

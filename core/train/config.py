@@ -37,6 +37,8 @@ class TrainConfig:
     ``dynamic=True``, meant for random crops). ``crops_s``: crop lengths in seconds; each batch draws one
     and every sample a random offset (empty: whole epochs). ``resampled``: draw shards with
     replacement forever (else: shuffled passes over the shards split across nodes and workers).
+    ``threads``: CPU threads of PyTorch's intra-op pool (None: ``OMP_NUM_THREADS`` when set, else
+    PyTorch's default, one per core); on a shared or loaded machine fewer threads are often faster.
     ``run_dir`` None: ``runs/<recipe>-<profile>-<config hash>`` under the working directory, so the
     same command resumes the same run.
     """
@@ -61,3 +63,4 @@ class TrainConfig:
     activation_checkpointing: bool = False
     crops_s: list[float] = field(default_factory=list)
     progress: bool = True
+    threads: int | None = field(default=None, metadata={"ge": 1})

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import random
+import signal
 from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
@@ -266,8 +267,13 @@ def _as_is(batch: Any) -> Any:
 
 
 def _worker_init(worker_id: int) -> None:
-    """Loader workers decode and crop; one thread each leaves the cores to the model."""
+    """Loader workers decode and crop; one thread each leaves the cores to the model.
+
+    They ignore SIGINT: a Ctrl-C reaches the whole process group, and the training loop, which
+    saves a checkpoint before it stops, ends them itself.
+    """
     torch.set_num_threads(1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def iter_epochs(
