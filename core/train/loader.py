@@ -277,18 +277,30 @@ def _worker_init(worker_id: int) -> None:
 
 
 def iter_epochs(
-    shards: str | Path, batch_size: int, max_epochs: int = 0
+    shards: str | Path, batch_size: int, max_epochs: int = 0, progress: str | None = "embed"
 ) -> Iterator[dict[str, Any]]:
-    """One ordered pass over every epoch of a shard directory (for embeddings and probes)."""
-    urls = read_manifest(shards)["urls"]
+    """One ordered pass over every epoch of a shard directory (for embeddings and probes).
+
+    ``progress`` names a progress bar (epochs, with rate and ETA) on stderr; None hides it.
+    """
+    from tqdm.auto import tqdm
+
+    manifest = read_manifest(shards)
+    urls = manifest["urls"]
     samples = wds.tarfile_to_samples(handler=_skip_tar_error)(iter([{"url": u} for u in urls]))
+    total = int(manifest.get("n_epochs") or 0) or None
     if max_epochs > 0:
         samples = islice(samples, max_epochs)
+        total = min(total or max_epochs, max_epochs)
     skipper = _Skipper()
-    while True:
-        chunk = skipper.decode(samples, batch_size)
-        if not chunk:
-            if skipper.skipped:
-                log.warning("%d damaged shard sample(s) skipped", skipper.skipped)
-            return
-        yield collate(chunk)
+    with tqdm(
+        total=total, unit="epoch", desc=progress, disable=progress is None, dynamic_ncols=True
+    ) as bar:
+        while True:
+            chunk = skipper.decode(samples, batch_size)
+            if not chunk:
+                if skipper.skipped:
+                    log.warning("%d damaged shard sample(s) skipped", skipper.skipped)
+                return
+            bar.update(len(chunk))
+            yield collate(chunk)
