@@ -20,6 +20,13 @@ from efm.errors import UsageError
 log = logging.getLogger("efm.run")
 
 
+class _SkippedOnce(logging.Filter):
+    """Drops the probes' "skipped" warnings: the run's summary states each skipped task once."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "skipped" not in record.getMessage()
+
+
 def _say(line: str) -> None:
     sys.stdout.write(line + "\n")
     sys.stdout.flush()
@@ -127,12 +134,20 @@ def run(cfg: dict[str, Any]) -> int:
         if torch.distributed.get_rank() != 0:
             return 0
     t0 = time.perf_counter()
-    pretrained = probe(cfg, shards, run_dir, result.checkpoint, "pretrained")
-    baseline = probe(cfg, shards, run_dir, None, "random_init")
+    # a task without labels is skipped for both encoders: said once, in the summary below
+    quiet = _SkippedOnce()
+    probe_log = logging.getLogger("efm.evaluate.probe")
+    probe_log.addFilter(quiet)
+    try:
+        pretrained = probe(cfg, shards, run_dir, result.checkpoint, "pretrained")
+        baseline = probe(cfg, shards, run_dir, None, "random_init")
+    finally:
+        probe_log.removeFilter(quiet)
     times["probe_s"] = time.perf_counter() - t0
     for line in summary_lines(pretrained["tasks"]):
         _say(line)
-    for line in summary_lines(baseline["tasks"]):
+    probed = {k: v for k, v in baseline["tasks"].items() if "skipped" not in v}
+    for line in summary_lines(probed):
         _say("baseline (random-init encoder) " + line)
 
     report = {
