@@ -222,8 +222,25 @@ def _activation_checkpointing(backbone: nn.Module) -> None:
     )
 
 
+def figure_info(objective: nn.Module, batch: dict[str, Any], sfreq: float) -> dict[str, Any]:
+    """Axes of the reconstruction figure: channel names, duration, an image's frequencies, units."""
+    meta = (batch.get("meta") or [{}])[0]
+    rate = float(meta.get("sfreq") or sfreq or 0.0)
+    rep = getattr(objective, "representation", None)
+    return {
+        "ch_names": meta.get("ch_names"),
+        "duration_s": batch["signal"].shape[-1] / rate if rate else None,
+        "freqs": getattr(rep, "freqs", None),
+        "image_units": getattr(rep, "units", None),
+    }
+
+
 def save_figures(
-    objective: nn.Module, batch: dict[str, Any], path: Path, title: str
+    objective: nn.Module,
+    batch: dict[str, Any],
+    path: Path,
+    title: str,
+    info: dict[str, Any] | None = None,
 ) -> Path | None:
     """Run the objective on a few samples and plot its ``figures``, leaving every RNG untouched."""
     devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
@@ -234,7 +251,15 @@ def save_figures(
             out = objective(batch)
         finally:
             objective.train(was_training)
-    return plots.reconstructions(out.figures or {}, path, title) if out.figures else None
+    if not out.figures:
+        return None
+    info = dict(info or {})
+    first = next(iter(out.figures.values()))
+    # signals [C, T] are in µV; images in the representation's units
+    info["units"] = "µV" if first.dim() == 2 else (info.pop("image_units", None) or "value")
+    if torch.is_tensor(info.get("freqs")):
+        info["freqs"] = info["freqs"].detach().cpu().numpy()
+    return plots.reconstructions(out.figures, path, title, info)
 
 
 # -- the loop ---------------------------------------------------------------------------------
@@ -463,6 +488,7 @@ def pretrain(
                     fig_batch,
                     run_dir / "figures" / "reconstruction.png",
                     f"{cfg.get('recipe')} step {step}",
+                    figure_info(objective, fig_batch, float(cfg["pipeline"]["sfreq"])),
                 )
             if stop_at is not None and step >= stop_at:
                 break
