@@ -162,8 +162,8 @@ class Metrics:
                 self.tb = SummaryWriter(str(run_dir / "tensorboard"), purge_step=resume_step)
             except ImportError:
                 log.info(
-                    "TensorBoard logging is off: `pip install tensorboard` (the efm[dev] extra) "
-                    "to get it; metrics.csv is written either way"
+                    "TensorBoard logging is off: tensorboard, a dependency of efm, is missing "
+                    "(pip install tensorboard); metrics.csv is written either way"
                 )
 
     def _rewrite(self, rows: list[dict[str, Any]]) -> None:
