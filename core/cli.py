@@ -221,8 +221,13 @@ def _run_epilog(command: str) -> str:
         "                 (train.run_dir=DIR chooses it; the same command resumes the same run):",
         "                 config.yaml, provenance.json, metrics.csv, tensorboard/, checkpoints/,",
         "                 figures/, embeddings/, report.md and report.json",
-        "  prepared data  ${EFM_CACHE:-~/.cache/efm}/shards/ (data.out=DIR chooses it);",
+        "  prepared data  ${EFM_CACHE:-~/.cache/efm}/shards/<hash>/ (data.out=DIR chooses it),",
+        "                 shared by recipes with the same data settings;",
         "                 the demo corpus under ${EFM_CACHE:-~/.cache/efm}/demo/",
+        "",
+        "runs: train.threads=N sets PyTorch's CPU threads (default: OMP_NUM_THREADS, else one per",
+        "core); Ctrl-C or SIGTERM saves a checkpoint of the current step, and the same command",
+        "resumes from it",
         "",
         "examples:",
         f"  efm {command} recipe=epi250k                        the demo profile, embedded corpus",
@@ -368,9 +373,9 @@ def main(argv: list[str] | None = None) -> int:
         msg = " ".join(str(exc).split("\n"))
         print(f"error: {msg}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # a training loop saved a checkpoint first (efm.train.loop)
         print("interrupted", file=sys.stderr)
-        return 130
+        return 128 + int(getattr(exc, "signum", 2))
     except BrokenPipeError:  # `efm plugins | head`
         sys.stderr.close()
         return 0

@@ -20,6 +20,13 @@ from efm.errors import UsageError
 log = logging.getLogger("efm.run")
 
 
+class _SkippedOnce(logging.Filter):
+    """Drops the probes' "skipped" warnings: the run's summary states each skipped task once."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "skipped" not in record.getMessage()
+
+
 def _say(line: str) -> None:
     """One line of the run's own output; under torchrun, rank 0's only."""
     from efm.train.distributed import is_main
@@ -51,6 +58,42 @@ def header(cfg: dict[str, Any]) -> list[str]:
     ]
 
 
+def first_lines(cfg: dict[str, Any], run_dir: Path) -> list[str]:
+    """Compute (device, threads), where results go, and how long the run is expected to take."""
+    import torch
+
+    from efm.train.loop import ABSURD_CPU_S, configure_threads
+
+    t = cfg["train"]
+    cuda = torch.cuda.is_available()
+    compute = f"CUDA ({torch.cuda.get_device_name(0)})" if cuda else "CPU"
+    lines = [
+        f"compute: {compute}, {configure_threads(t)}",
+        f"results: {run_dir} (report.md, figures/, checkpoints/, tensorboard/; "
+        "Ctrl-C saves a checkpoint, the same command resumes)",
+    ]
+    profile = (cfg.get("data") or {}).get("profile")
+    if not cuda and profile == "full":
+        lines.append(
+            f"warning: profile 'full' is the paper's configuration ({t['steps']} steps of batch "
+            f"{t['batch_size']}), meant for GPUs: on a CPU it would take far more than "
+            f"{ABSURD_CPU_S // 3600} h; data.profile=demo runs on a CPU"
+        )
+    lines.append(
+        "time: estimated after the first pretraining steps (progress bars show rate and ETA)"
+    )
+    return lines
+
+
+def loss_line(losses: dict[str, float], cfg: dict[str, Any]) -> str:
+    """The first and last logged loss (each the mean over a log interval), as the report has them."""
+    return (
+        f"loss {losses['first_loss']:.4g} (step {losses['first_step']:.0f}) -> "
+        f"{losses['last_loss']:.4g} (step {losses['last_step']:.0f}), each the mean over "
+        f"{cfg['train']['log_every']} steps"
+    )
+
+
 def run(cfg: dict[str, Any]) -> int:
     """Prepare (if needed), pretrain, probe and report; return the exit status."""
     from efm.assemble import require as require_assembly
@@ -63,27 +106,29 @@ def run(cfg: dict[str, Any]) -> int:
 
     require_assembly(cfg)  # every assembly problem now, before any data is prepared
     check_batch(cfg)  # the global batch splits over the processes
-    lines = header(cfg)
+    run_dir = default_run_dir(cfg)
+    lines = header(cfg) + first_lines(cfg, run_dir)
     for line in lines:
         _say(line)
     times: dict[str, float] = {}
     t0 = time.perf_counter()
-    shards = Path(ensure_shards(cfg))
+    shards = Path(ensure_shards(cfg, progress=bool(cfg["train"].get("progress", True))))
     times["prepare_s"] = time.perf_counter() - t0
     from efm.train.loader import read_manifest
 
     manifest = read_manifest(shards)
     _say(f"data: {manifest.get('n_epochs')} epochs in {len(manifest['urls'])} shard(s) at {shards}")
-    run_dir = default_run_dir(cfg)
-    _say(f"run directory: {run_dir}")
 
     t0 = time.perf_counter()
     result = pretrain(cfg, shards, run_dir)
     times["pretrain_s"] = time.perf_counter() - t0
+    from efm.train.rundir import Metrics, loss_summary
+
+    losses = loss_summary(Metrics.read_csv(run_dir / "metrics.csv"))
     if result.losses:
         _say(
-            f"pretrained steps {result.start_step}..{result.steps}: loss {result.losses[0]:.4g} -> "
-            f"{result.losses[-1]:.4g}, {result.samples_per_s:.1f} samples/s"
+            f"pretrained steps {result.start_step}..{result.steps}: {loss_line(losses, cfg)}, "
+            f"{result.samples_per_s:.1f} samples/s"
         )
     else:
         _say(f"pretraining already complete ({result.steps} steps); reusing {result.checkpoint}")
@@ -95,17 +140,22 @@ def run(cfg: dict[str, Any]) -> int:
         if torch.distributed.get_rank() != 0:
             return 0
     t0 = time.perf_counter()
-    pretrained = probe(cfg, shards, run_dir, result.checkpoint, "pretrained")
-    baseline = probe(cfg, shards, run_dir, None, "random_init")
+    # a task without labels is skipped for both encoders: said once, in the summary below
+    quiet = _SkippedOnce()
+    probe_log = logging.getLogger("efm.evaluate.probe")
+    probe_log.addFilter(quiet)
+    try:
+        pretrained = probe(cfg, shards, run_dir, result.checkpoint, "pretrained")
+        baseline = probe(cfg, shards, run_dir, None, "random_init")
+    finally:
+        probe_log.removeFilter(quiet)
     times["probe_s"] = time.perf_counter() - t0
     for line in summary_lines(pretrained["tasks"]):
         _say(line)
-    for line in summary_lines(baseline["tasks"]):
+    probed = {k: v for k, v in baseline["tasks"].items() if "skipped" not in v}
+    for line in summary_lines(probed):
         _say("baseline (random-init encoder) " + line)
 
-    from efm.train.rundir import Metrics
-
-    rows = Metrics.read_csv(run_dir / "metrics.csv")
     report = {
         "recipe": cfg.get("recipe"),
         "header": lines,
@@ -114,8 +164,8 @@ def run(cfg: dict[str, Any]) -> int:
             "start_step": result.start_step,
             "steps_run": len(result.losses),
             "batch_size": cfg["train"]["batch_size"],
-            "first_loss": rows[0]["loss"] if rows else float("nan"),
-            "last_loss": rows[-1]["loss"] if rows else float("nan"),
+            **losses,
+            "loss_definition": f"mean over each interval of {cfg['train']['log_every']} steps",
             "samples_per_s": result.samples_per_s,
             "checkpoint": str(result.checkpoint),
         },

@@ -26,7 +26,11 @@ def eegmat(real_data: Path) -> Path:
 
 
 def test_diver1_eeg_probes_arithmetic_on_eegmat(
-    eegmat: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+    eegmat: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     monkeypatch.setenv("EFM_CACHE", str(tmp_path / "cache"))
     run_dir = tmp_path / "run"
@@ -45,9 +49,13 @@ def test_diver1_eeg_probes_arithmetic_on_eegmat(
             f"train.run_dir={run_dir}",
         ]
     )
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
     assert code == 0, out
     assert "probe seizure: skipped" in out  # EEGMAT has no seizure labels: a notice, no crash
+    logged = [r.getMessage() for r in caplog.records if r.name.startswith("efm")]
+    said = "\n".join([out, captured.err, *logged]).lower()
+    assert said.count("seizure: skipped") + said.count("seizure skipped") == 1, said  # once
     report = json.loads((run_dir / "report.json").read_text())
     for name in ("pretrained", "random_init"):
         r = report["encoders"][name]["tasks"]["arithmetic"]

@@ -12,8 +12,23 @@ import numpy as np
 log = logging.getLogger("efm.evaluate.report")
 
 
+SLEEP_STAGES = {0: "W", 1: "N1", 2: "N2", 3: "N3", 4: "REM"}
+
+
+def class_names(task: str, classes: list[Any]) -> list[str]:
+    """Readable names of a task's classes: sleep stages by name, a binary task's 0/1 as words."""
+    if task == "sleep_stage":
+        return [SLEEP_STAGES.get(int(c), str(c)) for c in classes]
+    if [int(c) for c in classes] == [0, 1]:
+        return [f"no {task}", task]
+    return [str(c) for c in classes]
+
+
 def confusion_plot(cm: list[list[int]], classes: list[Any], path: Path, title: str) -> Path:
-    """A confusion matrix (rows true, columns predicted), counts summed over seeds."""
+    """A confusion matrix (rows true, columns predicted), counts summed over seeds.
+
+    ``classes`` label the rows and columns (:func:`class_names` gives readable ones).
+    """
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -21,15 +36,16 @@ def confusion_plot(cm: list[list[int]], classes: list[Any], path: Path, title: s
 
     a = np.asarray(cm)
     fig, ax = plt.subplots(figsize=(3.2 + 0.4 * len(classes), 3 + 0.4 * len(classes)), dpi=100)
-    ax.imshow(a, cmap="Blues")
+    im = ax.imshow(a, cmap="Blues")
+    fig.colorbar(im, ax=ax, label="epochs", fraction=0.046, pad=0.04)
     for (i, j), v in np.ndenumerate(a):
         ax.text(
             j, i, str(v), ha="center", va="center", color="white" if v > a.max() / 2 else "black"
         )
     ax.set_xticks(range(len(classes)), [str(c) for c in classes])
     ax.set_yticks(range(len(classes)), [str(c) for c in classes])
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
     ax.set_title(title)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -100,7 +116,7 @@ def write_report(run_dir: Path, report: dict[str, Any]) -> tuple[Path, Path]:
                 name = f"confusion_{task}.png"
                 confusion_plot(
                     r["confusion"],
-                    r["classes"],
+                    class_names(task, r["classes"]),
                     run_dir / "figures" / name,
                     f"{task} (summed over seeds)",
                 )
