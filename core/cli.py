@@ -8,6 +8,7 @@
 ``efm plugins``                          loaded plugins as JSON
 ``efm cp recipe=NAME PATH``              copy a recipe to edit it
 ``efm mup-check``                        muP coordinate check plot
+``efm scale recipe=NAME sweep.sizes=[..]``  scaling-law sweep, fits and report (``--plan C=1e18``)
 
 Overrides and flags mix in any order (``efm run recipe=epi250k --dry-run train.steps=5``).
 Errors that users can cause (:class:`efm.errors.EfmError`) print ``error: ...`` (a config error one
@@ -37,11 +38,13 @@ EXTERNAL = {
     "prepare": "efm.data.prepare:cli",
     "probe": "efm.evaluate.run:cli",
     "mup-check": "efm.train.mup_check:cli",
+    "scale": "efm.scale.cli:cli",
 }
 EXTERNAL_HELP = {
     "prepare": "recordings on disk to WebDataset shards (without training)",
     "probe": "linear probes of a run's frozen encoder, into its report",
     "mup-check": "muP coordinate-check plot of a backbone",
+    "scale": "scaling-law sweeps: sizes x data x epochs, fits, IsoLoss, --plan C=FLOPS",
 }
 
 

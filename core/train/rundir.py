@@ -47,7 +47,11 @@ _NOT_HASHED = {
 
 def config_hash(cfg: dict[str, Any]) -> str:
     """Eight hex digits identifying what a config trains (ignores paths and logging options)."""
-    clean = {k: (dict(v) if isinstance(v, dict) else v) for k, v in cfg.items() if k != "eval"}
+    clean = {
+        k: (dict(v) if isinstance(v, dict) else v)
+        for k, v in cfg.items()
+        if k not in ("eval", "sweep")
+    }
     for node, keys in _NOT_HASHED.items():
         for key in keys:
             clean.get(node, {}).pop(key, None)
