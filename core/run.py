@@ -53,8 +53,8 @@ def run(cfg: dict[str, Any]) -> int:
     from efm.data import ensure_shards
     from efm.evaluate.report import write_report
     from efm.evaluate.run import probe, summary_lines
-    from efm.train.rundir import default_run_dir
     from efm.train.loop import pretrain
+    from efm.train.rundir import default_run_dir
 
     require_assembly(cfg)  # every assembly problem now, before any data is prepared
     lines = header(cfg)
@@ -127,8 +127,8 @@ def cli_pretrain(argv: list[str]) -> int:
     """``efm pretrain recipe=NAME [overrides]``: prepare if needed and pretrain, without probes."""
     from efm.config import compose
     from efm.data import ensure_shards
-    from efm.train.rundir import default_run_dir
     from efm.train.loop import pretrain
+    from efm.train.rundir import default_run_dir
 
     if not argv or argv[0] in ("-h", "--help"):
         _say("usage: efm pretrain recipe=NAME [key=value ...]   (see `efm run`)")
