@@ -7,6 +7,8 @@
 ``efm list [kind] [glob]``               registered components
 ``efm plugins``                          loaded plugins as JSON
 ``efm cp recipe=NAME PATH``              copy a recipe to edit it
+``efm eval --run-dir RUN task=NAME``      downstream tasks (``efm list tasks``), every row
+``efm embed --run-dir RUN task=NAME out=FILE``  embeddings with their metadata
 ``efm mup-check``                        muP coordinate check plot
 
 Overrides and flags mix in any order (``efm run recipe=epi250k --dry-run train.steps=5``).
@@ -35,11 +37,15 @@ log = logging.getLogger("efm.cli")
 EXTERNAL = {
     "prepare": "efm.data.prepare:cli",
     "probe": "efm.evaluate.run:cli",
+    "eval": "efm.evaluate.cli:cli",
+    "embed": "efm.evaluate.cli:cli_embed",
     "mup-check": "efm.train.mup_check:cli",
 }
 EXTERNAL_HELP = {
     "prepare": "recordings on disk to WebDataset shards (without training)",
     "probe": "linear probes of a run's frozen encoder, into its report",
+    "eval": "downstream tasks: pretrained vs random init vs baselines, on identical splits",
+    "embed": "embeddings of a checkpoint with subject, recording, start and label",
     "mup-check": "muP coordinate-check plot of a backbone",
 }
 

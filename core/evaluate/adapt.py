@@ -29,37 +29,22 @@ import torch
 from torch import nn
 
 from efm.errors import EfmError
+from efm.evaluate.config import FinetuneConfig
 from efm.interfaces import represent
 
 log = logging.getLogger("efm.evaluate.adapt")
+
+__all__ = ["Classifier", "Curve", "FinetuneConfig", "add_lora", "embed", "train_classifier"]
 
 # attention and MLP projections of the built-in backbones (MOIRAI, Hiera)
 LORA_TARGETS = r".*\.(q_proj|k_proj|v_proj|out_proj|fc1|fc2|fc_gate|qkv|proj)$"
 
 
 @dataclass
-class FinetuneConfig:
-    """Options of the ``finetune`` and ``lora`` modes (``eval.finetune``)."""
-
-    epochs: int = 30
-    batch_size: int = 32
-    lr: float = 3e-4  # encoder (and adapters)
-    head_lr: float = 3e-3
-    weight_decay: float = 0.05
-    layer_decay: float = 1.0  # < 1: layer-wise learning-rate decay from the top block down
-    warmup_frac: float = 0.1
-    patience: int = 6
-    lora_rank: int = 8
-    lora_alpha: int = 16
-    lora_dropout: float = 0.0
-    max_steps_per_epoch: int = 0  # 0: the whole training set each epoch
-    grad_clip: float = 1.0
-
-
-@dataclass
 class Curve:
     """Per-epoch training curve of one fit."""
 
+    val_loss_start: float = float("nan")  # before any step
     train_loss: list[float] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
     val_balanced_accuracy: list[float] = field(default_factory=list)
@@ -289,6 +274,7 @@ def train_classifier(
     warm = int(fc.warmup_frac * total)
     rng = np.random.default_rng(seed)
     curve, best, best_state, stale, step = Curve(), np.inf, None, 0, 0
+    curve.val_loss_start, _ = _loss_and_proba(model, x[val], y[val], meta, weight, 64, device)
     for epoch in range(fc.epochs):
         model.train()
         order = rng.permutation(train)
