@@ -169,7 +169,7 @@ def write_eval(out: Path, result: dict[str, Any]) -> tuple[Path, Path]:
         ),
         f"- {result['n_epochs']} epochs of {result.get('epoch_s')} s, classes "
         + ", ".join(f"{c} ({n})" for c, n in result["class_counts"].items()),
-        f"- {result["n_subjects"]} subjects (rule: `{sp.get("subject_rule")}`); split {sp['protocol']}, "
+        f"- {result['n_subjects']} subjects (rule: `{sp.get('subject_rule')}`); split {sp['protocol']}, "
         f"{sp['folds']} fold(s) x {sp['seeds']} seed(s); validation: {sp['validation']}",
     ]
     lines += [f"- note: {n}" for n in result.get("notes", [])]
