@@ -213,3 +213,12 @@ def get(name: str) -> Task:
     if not task.description:
         task.description = comp.description
     return task.check()
+
+
+def split_names(names: list[str]) -> tuple[list[str], list[str]]:
+    """``eval.tasks`` as (labels of the pretraining corpus to probe, registered downstream tasks)."""
+    from efm import registry
+
+    reg = registry.get_registry()
+    registered = set(reg.tables["tasks"]) | set(reg.aliases["tasks"])
+    return [n for n in names if n not in registered], [n for n in names if n in registered]
