@@ -287,7 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("overrides", nargs="*", metavar="recipe=NAME key=value ~key")
     s.set_defaults(func=cmd_validate)
     s = sub.add_parser("list", help="list registered components", parents=[common])
-    s.add_argument("kind", nargs="?", help="readers, tokenizers, backbones, objectives or recipes")
+    s.add_argument(
+        "kind", nargs="?", help="readers, tokenizers, backbones, objectives, recipes or tasks"
+    )
     s.add_argument("pattern", nargs="?", default="*", help="glob, e.g. 'hiera*'")
     s.set_defaults(func=cmd_list)
     s = sub.add_parser("plugins", help="loaded plugins as JSON", parents=[common])

@@ -204,6 +204,9 @@ def cli(argv: list[str]) -> int:
         from efm import registry
 
         raise UsageError(f"efm eval needs task=NAME; tasks: {', '.join(registry.names('tasks'))}")
+    from efm.evaluate.task import get
+
+    get(own["task"])  # an unknown task name fails before anything else
     run_dir = Path(args.run_dir) if args.run_dir else None
     cfg = load_config(args.run_dir, rest)
     run_cfg = cfg if run_dir is not None else None
