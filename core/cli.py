@@ -7,6 +7,8 @@
 ``efm list [kind] [glob]``               registered components
 ``efm plugins``                          loaded plugins as JSON
 ``efm cp recipe=NAME PATH``              copy a recipe to edit it
+``efm eval --run-dir RUN task=NAME``      downstream tasks (``efm list tasks``), every row
+``efm embed --run-dir RUN task=NAME out=FILE``  embeddings with their metadata
 ``efm mup-check``                        muP coordinate check plot
 ``efm scale recipe=NAME sweep.sizes=[..]``  scaling-law sweep, fits and report (``--plan C=1e18``)
 
@@ -37,12 +39,16 @@ log = logging.getLogger("efm.cli")
 EXTERNAL = {
     "prepare": "efm.data.prepare:cli",
     "probe": "efm.evaluate.run:cli",
+    "eval": "efm.evaluate.cli:cli",
+    "embed": "efm.evaluate.cli:cli_embed",
     "mup-check": "efm.train.mup_check:cli",
     "scale": "efm.scale.cli:cli",
 }
 EXTERNAL_HELP = {
     "prepare": "recordings on disk to WebDataset shards (without training)",
     "probe": "linear probes of a run's frozen encoder, into its report",
+    "eval": "downstream tasks: pretrained vs random init vs baselines, on identical splits",
+    "embed": "embeddings of a checkpoint with subject, recording, start and label",
     "mup-check": "muP coordinate-check plot of a backbone",
     "scale": "scaling-law sweeps: sizes x data x epochs, fits, IsoLoss, --plan C=FLOPS",
 }
@@ -295,7 +301,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("overrides", nargs="*", metavar="recipe=NAME key=value ~key")
     s.set_defaults(func=cmd_validate)
     s = sub.add_parser("list", help="list registered components", parents=[common])
-    s.add_argument("kind", nargs="?", help="readers, tokenizers, backbones, objectives or recipes")
+    s.add_argument(
+        "kind", nargs="?", help="readers, tokenizers, backbones, objectives, recipes or tasks"
+    )
     s.add_argument("pattern", nargs="?", default="*", help="glob, e.g. 'hiera*'")
     s.set_defaults(func=cmd_list)
     s = sub.add_parser("plugins", help="loaded plugins as JSON", parents=[common])

@@ -47,6 +47,10 @@ def header(cfg: dict[str, Any]) -> list[str]:
         )
     else:
         source = f"recordings under {data['root']}"
+        if profile == "full":  # data.root switches the sizes: say so, and how to keep the demo's
+            source += (
+                " (data.root selects the full profile; data.profile=demo keeps the demo sizes)"
+            )
     names = [
         str((cfg.get(n) or {}).get("name")) for n in ("representation", "backbone", "objective")
     ]
@@ -174,9 +178,33 @@ def run(cfg: dict[str, Any]) -> int:
         "times": times,
         "shards": str(shards),
     }
+    report["downstream"] = downstream_tasks(cfg, run_dir, result.checkpoint)
     md, _ = write_report(run_dir, report)
     _say(f"report: {md}")
     return 0
+
+
+def downstream_tasks(cfg: dict[str, Any], run_dir: Path, checkpoint: Path) -> dict[str, Any]:
+    """``efm eval`` for each registered task named in ``eval.tasks`` (data: the task's own root or
+    fetcher, else the run's ``data.root``); a task that cannot run is reported, not fatal."""
+    from efm.errors import EfmError
+    from efm.evaluate.cli import evaluate_task, fresh_dir
+    from efm.evaluate.task import split_names
+
+    out: dict[str, Any] = {}
+    for name in split_names(list(cfg["eval"]["tasks"]))[1]:
+        where = fresh_dir(run_dir / "eval" / name)
+        try:
+            from efm.evaluate.task import get
+
+            task = get(name)
+            root = None if (task.root or task.fetch) else (cfg.get("data") or {}).get("root")
+            res = evaluate_task(cfg, name, checkpoint, where, root, run_cfg=cfg, say=_say)
+            out[name] = {"results": str(where / "results.json"), "summary": res["summary"]}
+        except EfmError as exc:
+            _say(f"task {name}: skipped ({exc})")
+            out[name] = {"skipped": str(exc)}
+    return out
 
 
 def cli_pretrain(argv: list[str]) -> int:
