@@ -17,8 +17,6 @@ from typing import Any
 
 import numpy as np
 
-from efm.errors import EfmError
-
 BANDS = {
     "delta": (1.0, 4.0),
     "theta": (4.0, 8.0),
@@ -92,16 +90,7 @@ def fit_predict(
 
 
 def eegnet(n_chans: int, n_outputs: int, n_times: int, sfreq: float) -> Any:
-    """braindecode's EEGNet, or an error naming the extra to install."""
-    try:
-        from braindecode.models import EEGNet
-    except ImportError as exc:
-        raise EfmError(
-            f"the eegnet baseline needs braindecode: pip install 'efm[baselines]' ({exc})"
-        ) from exc
-    except OSError as exc:  # braindecode imports torchaudio, whose binary must match torch
-        raise EfmError(
-            f"the eegnet baseline needs a working braindecode (efm[baselines]); importing it "
-            f"failed: {str(exc).splitlines()[0]}"
-        ) from exc
-    return EEGNet(n_chans=n_chans, n_outputs=n_outputs, n_times=n_times, sfreq=sfreq)
+    """EEGNet-8,2 from scratch: braindecode's when it imports, else efm's (efm.evaluate.eegnet)."""
+    from efm.evaluate.eegnet import build
+
+    return build(n_chans, n_outputs, n_times, sfreq)[0]
