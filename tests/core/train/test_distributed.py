@@ -237,3 +237,15 @@ def test_every_rank_and_worker_reads_a_disjoint_part_of_each_epoch(tmp_path):
     assert len(keys) == 64 and set(keys.values()) == {2}, keys
     # each epoch splits the (reshuffled) shards anew, so a rank sees other keys in epoch 2
     assert len(per_rank[0]) > 32
+
+
+def test_grad_accum_trains_the_same_global_batch_in_micro_steps(shards, tmp_path):
+    """batch 8 as 2 micro-steps of 4 reads the same samples as one batch of 8 (one process): the
+    first loss is the mean of the micro-steps' losses, close to the whole batch's."""
+    kw = dict(steps=4, batch_size=8, ckpt_every=4, figures=False, shuffle_buffer=0)
+    one = pretrain(tiny_config(tmp_path / "one", **kw), shards)
+    two = pretrain(tiny_config(tmp_path / "two", grad_accum=2, **kw), shards)
+    assert two.losses[0] == pytest.approx(one.losses[0], rel=0.05)
+    assert two.losses != one.losses
+    state = torch.load(tmp_path / "two/checkpoints/step-0000004/state.pt", weights_only=True)
+    assert state["data_position"] == 8  # micro-batches read by this process
