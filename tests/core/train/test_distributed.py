@@ -249,3 +249,19 @@ def test_grad_accum_trains_the_same_global_batch_in_micro_steps(shards, tmp_path
     assert two.losses != one.losses
     state = torch.load(tmp_path / "two/checkpoints/step-0000004/state.pt", weights_only=True)
     assert state["data_position"] == 8  # micro-batches read by this process
+
+
+def test_mae_declaration_holds_in_3d():
+    """The declaration comes from MAE's probe, so it follows the backbone built: here a 3D Hiera
+    over stacked representations."""
+    representation = {"name": "stack", "names": ["spectrogram", "temporal_matrix"], "output_size": 64}
+    from efm.assemble import assemble, data_spec
+    from efm.config import compose
+
+    cfg = compose(["recipe=epi250k", "pipeline.epoch_s=8"])
+    cfg["representation"] = representation
+    cfg["objective"].update(decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=2)
+    torch.manual_seed(0)
+    obj = assemble(cfg, data_spec(cfg, 8))
+    assert distributed.unused_parameters(obj) == {"backbone.norm.weight", "backbone.norm.bias"}
+    assert unused_problems(obj, random_batch(2, 8, 2000, seed=0)) == []
