@@ -254,7 +254,11 @@ def test_grad_accum_trains_the_same_global_batch_in_micro_steps(shards, tmp_path
 def test_mae_declaration_holds_in_3d():
     """The declaration comes from MAE's probe, so it follows the backbone built: here a 3D Hiera
     over stacked representations."""
-    representation = {"name": "stack", "names": ["spectrogram", "temporal_matrix"], "output_size": 64}
+    representation = {
+        "name": "stack",
+        "names": ["spectrogram", "temporal_matrix"],
+        "output_size": 64,
+    }
     from efm.assemble import assemble, data_spec
     from efm.config import compose
 
