@@ -227,7 +227,11 @@ def pretrain(
         ranks = (state.get("extra") or {}).get("rng_ranks") or []
         ckpt.set_rng_state(ranks[rank] if world > 1 and len(ranks) == world else state["rng"])
 
-    model = objective if how == "fsdp" else distributed.wrap(objective, how, dist)
+    model = (
+        objective
+        if how == "fsdp"
+        else distributed.wrap(objective, how, dist, static_graph=accum == 1)
+    )
     compile_model(model, str(t["compile"]))
     autocast = (
         torch.autocast(device.type, dtype=amp) if amp is not None else contextlib.nullcontext()

@@ -181,6 +181,12 @@ def test_ddp_pretrain_two_ranks_reduces_losses_and_writes_once(shards, tmp_path)
     rows = list(csv.DictReader((tmp_path / "ddp/metrics.csv").open()))
     assert [int(r["step"]) for r in rows] == [3, 6]  # one writer: no duplicated rows
     assert float(rows[1]["loss_last"]) == pytest.approx(r0["losses"][-1])
+    # the same global batch as 2 ranks x 2 micro-steps of 2 (DDP reduces once per step)
+    kw.update(grad_accum=2, ckpt_every=3)
+    a0, a1 = spawn_pretrain(shards, tmp_path / "accum", tmp_path / "out2", **kw)
+    assert len(a0["losses"]) == 6 and a0["losses"] == a1["losses"]
+    state = torch.load(tmp_path / "accum/checkpoints/step-0000006/state.pt", weights_only=True)
+    assert state["data_position"] == 12 and len(state["extra"]["rng_ranks"]) == 2
 
 
 START = os.environ.get("EFM_TEST_START", "fork")
