@@ -23,6 +23,11 @@ from efm.train.loader import ShardStream, read_manifest
 from efm.train.loop import pretrain
 from tests.core.train.tiny import TinyMasked, register_tiny, tiny_config
 
+SLOW = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not os.environ.get("EFM_RUN_SLOW"), reason="slow: set EFM_RUN_SLOW=1"),
+]
+
 
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory):
@@ -191,11 +196,6 @@ def test_ddp_pretrain_two_ranks_reduces_losses_and_writes_once(shards, tmp_path)
 
 START = os.environ.get("EFM_TEST_START", "fork")
 
-SLOW = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not os.environ.get("EFM_RUN_SLOW"), reason="slow: set EFM_RUN_SLOW=1"),
-]
-
 
 @pytest.mark.parametrize("strategy", [pytest.param("ddp", marks=SLOW), "fsdp"])
 def test_killed_rank_stops_the_other_and_the_rerun_resumes_exactly(shards, tmp_path, strategy):
@@ -245,6 +245,8 @@ def test_every_rank_and_worker_reads_a_disjoint_part_of_each_epoch(tmp_path):
     assert len(per_rank[0]) > 32
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("EFM_RUN_SLOW"), reason="slow: set EFM_RUN_SLOW=1")
 def test_grad_accum_trains_the_same_global_batch_in_micro_steps(shards, tmp_path):
     """batch 8 as 2 micro-steps of 4 reads the same samples as one batch of 8 (one process): the
     first loss is the mean of the micro-steps' losses, close to the whole batch's."""
@@ -257,6 +259,8 @@ def test_grad_accum_trains_the_same_global_batch_in_micro_steps(shards, tmp_path
     assert state["data_position"] == 8  # micro-batches read by this process
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("EFM_RUN_SLOW"), reason="slow: set EFM_RUN_SLOW=1")
 def test_mae_declaration_holds_in_3d():
     """The declaration comes from MAE's probe, so it follows the backbone built: here a 3D Hiera
     over stacked representations."""
