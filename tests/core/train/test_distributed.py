@@ -20,7 +20,7 @@ from efm.testing.ddp import check_distributed, free_port, random_batch, unused_p
 from efm.train import checkpoint as ckpt
 from efm.train import distributed
 from efm.train.loader import ShardStream, read_manifest
-from efm.train.loop import pretrain
+from efm.train.loop import build_objective, pretrain
 from tests.core.train.tiny import TinyMasked, register_tiny, tiny_config
 
 SLOW = [
@@ -95,8 +95,6 @@ def _tiny_nodes(objective: str = "tiny_masked", **opts) -> tuple[dict, object]:
 
 
 def test_unused_declarations_are_checked_against_a_backward_pass():
-    from efm.train.loop import build_objective  # noqa: F401  (the registry of the tiny parts)
-
     register_tiny()
     bb, rep = nn.Module(), None
     from tests.core.train.tiny import TinyBackbone, TinyRep
@@ -219,6 +217,12 @@ def test_killed_rank_stops_the_other_and_the_rerun_resumes_exactly(shards, tmp_p
         one = ckpt.consolidate(tmp_path / "cut" / last, tmp_path / "one.safetensors")
         c = load_file(one)
         assert all(torch.equal(a[k], c[k]) for k in a)
+        # evaluation reads an intermediate sharded checkpoint too: consolidated on first use
+        mid = tmp_path / "cut/checkpoints/step-0000003"
+        assert not (mid / "model.safetensors").exists()
+        objective = build_objective(tiny_config(tmp_path / "x"), 8)
+        ckpt.load_weights(mid, objective)
+        assert (mid / "model.safetensors").is_file()
         assert (tmp_path / "cut/figures/reconstruction.png").is_file()
 
 
