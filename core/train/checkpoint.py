@@ -304,6 +304,8 @@ def check_architecture(file: Path, model: nn.Module) -> None:
 def load_weights(path: Path, model: nn.Module, strict: bool = True) -> None:
     """Load ``model.safetensors`` of checkpoint ``path`` into ``model``."""
     file = Path(path) / "model.safetensors" if Path(path).is_dir() else Path(path)
+    if not file.is_file() and (Path(path) / SHARDED).is_dir():  # sharded (FSDP2): one file first
+        consolidate(Path(path))
     if not file.is_file():
         raise EfmError(f"no weights at {file}")
     check_architecture(file, model)

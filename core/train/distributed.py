@@ -187,11 +187,13 @@ def wrap(
     dist: Dist,
     *,
     mixed_precision: torch.dtype | None = None,
+    static_graph: bool = True,
 ) -> nn.Module:
     """The module the loop calls: ``objective`` itself, in DDP, or sharded in place by FSDP2.
 
     FSDP2 shards ``objective`` in place (its parameters become DTensors) and returns it; build the
-    optimizers afterwards.
+    optimizers afterwards. ``static_graph`` (DDP): the same parameters take part in every step;
+    DDP refuses it together with ``no_sync`` (gradient accumulation), where the loop turns it off.
     """
     grouped = torch.distributed.is_available() and torch.distributed.is_initialized()
     if how == "none" or (how == "ddp" and not grouped):  # one process, no group: nothing to wrap
@@ -205,7 +207,7 @@ def wrap(
         return nn.parallel.DistributedDataParallel(
             objective,
             device_ids=[dist.device.index] if dist.device.type == "cuda" else None,
-            static_graph=True,
+            static_graph=static_graph,
         )
     if how == "fsdp":
         return shard(objective, dist, mixed_precision=mixed_precision)

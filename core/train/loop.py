@@ -352,7 +352,11 @@ def pretrain(
         ranks = (state.get("extra") or {}).get("rng_ranks") or []
         ckpt.set_rng_state(ranks[rank] if world > 1 and len(ranks) == world else state["rng"])
 
-    model = objective if how == "fsdp" else distributed.wrap(objective, how, dist)
+    model = (
+        objective
+        if how == "fsdp"
+        else distributed.wrap(objective, how, dist, static_graph=accum == 1)
+    )
     compile_model(model, str(t["compile"]))
     autocast = (
         torch.autocast(device.type, dtype=amp) if amp is not None else contextlib.nullcontext()
@@ -396,22 +400,25 @@ def pretrain(
                 eta_clock = time.perf_counter()
             # step: forward (representation -> backbone -> objective) and backward, per micro-batch
             total_loss = torch.zeros((), device=device)
-            for k in range(accum):
+            logs: dict[str, float] = {}
+            for micro_step in range(accum):
                 batch = to_device(next(batches), device)
                 position += 1
                 if fig_batch is None and (main or how == "fsdp"):  # FSDP: every rank runs it
                     fig_batch = {k: v[:4] for k, v in batch.items()}
                 with (
                     distributed.collective(f"training step {step}", world),
-                    distributed.no_sync(model, last=k == accum - 1),  # one all-reduce per step
+                    distributed.no_sync(model, last=micro_step == accum - 1),  # one all-reduce
                 ):
                     with autocast:
                         out = model(batch)
                     (out.loss / accum).backward()
                 total_loss += out.loss.detach() / accum
+                for key, v in out.logs.items():
+                    logs[key] = logs.get(key, 0.0) + float(v) / accum
             grad_norm = optimizers.clip_and_step()
             optimizers.zero_grad()
-            logs = {k: float(v) for k, v in out.logs.items()}
+            # the step's loss and logs: means over micro-steps, then over ranks (one collective)
             value, *reduced = distributed.mean_over_ranks([float(total_loss), *logs.values()], dist)
             logs = dict(zip(logs, reduced))
             if not math.isfinite(value):

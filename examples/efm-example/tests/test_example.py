@@ -56,3 +56,15 @@ def test_recipe_assembles_and_trains_a_step():
     out = obj({"signal": torch.randn(2, 8, 7500) * 30})
     out.loss.backward()
     assert torch.isfinite(out.loss)
+
+
+def test_recipe_trains_under_ddp():
+    """efm's distributed conformance check: MAE over the ConvNet, 2 steps as 2 gloo processes."""
+    from efm.assemble import data_spec
+    from efm.config import compose
+    from efm.testing import check_distributed
+
+    cfg = compose(["recipe=example-convnet", "representation.output_size=64",
+                   "pipeline.epoch_s=8", "objective.decoder_depth=1",
+                   "objective.decoder_embed_dim=32", "objective.decoder_num_heads=2"])  # fmt: skip
+    assert check_distributed(cfg, data_spec(cfg, 8)) == []

@@ -54,6 +54,8 @@ def test_partition_index_out_of_range_is_a_usage_error(small_corpus, tmp_path):
         prepare.prepare({"data": {}, "pipeline": {}}, shard_index=4, num_shards=4, progress=False)
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("EFM_RUN_SLOW"), reason="slow: set EFM_RUN_SLOW=1")
 def test_slurm_array_script_runs_the_partitions_concurrently(small_corpus, tmp_path):
     """examples/slurm/prepare.sbatch as a 2-task array, both tasks at once into one folder."""
     import subprocess

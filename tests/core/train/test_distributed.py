@@ -20,8 +20,13 @@ from efm.testing.ddp import check_distributed, free_port, random_batch, unused_p
 from efm.train import checkpoint as ckpt
 from efm.train import distributed
 from efm.train.loader import ShardStream, read_manifest
-from efm.train.loop import pretrain
+from efm.train.loop import build_objective, pretrain
 from tests.core.train.tiny import TinyMasked, register_tiny, tiny_config
+
+SLOW = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not os.environ.get("EFM_RUN_SLOW"), reason="slow: set EFM_RUN_SLOW=1"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -90,8 +95,6 @@ def _tiny_nodes(objective: str = "tiny_masked", **opts) -> tuple[dict, object]:
 
 
 def test_unused_declarations_are_checked_against_a_backward_pass():
-    from efm.train.loop import build_objective  # noqa: F401  (the registry of the tiny parts)
-
     register_tiny()
     bb, rep = nn.Module(), None
     from tests.core.train.tiny import TinyBackbone, TinyRep
@@ -181,14 +184,15 @@ def test_ddp_pretrain_two_ranks_reduces_losses_and_writes_once(shards, tmp_path)
     rows = list(csv.DictReader((tmp_path / "ddp/metrics.csv").open()))
     assert [int(r["step"]) for r in rows] == [3, 6]  # one writer: no duplicated rows
     assert float(rows[1]["loss_last"]) == pytest.approx(r0["losses"][-1])
+    # the same global batch as 2 ranks x 2 micro-steps of 2 (DDP reduces once per step)
+    kw.update(grad_accum=2, ckpt_every=3)
+    a0, a1 = spawn_pretrain(shards, tmp_path / "accum", tmp_path / "out2", **kw)
+    assert len(a0["losses"]) == 6 and a0["losses"] == a1["losses"]
+    state = torch.load(tmp_path / "accum/checkpoints/step-0000006/state.pt", weights_only=True)
+    assert state["data_position"] == 12 and len(state["extra"]["rng_ranks"]) == 2
 
 
 START = os.environ.get("EFM_TEST_START", "fork")
-
-SLOW = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not os.environ.get("EFM_RUN_SLOW"), reason="slow: set EFM_RUN_SLOW=1"),
-]
 
 
 @pytest.mark.parametrize("strategy", [pytest.param("ddp", marks=SLOW), "fsdp"])
@@ -213,6 +217,12 @@ def test_killed_rank_stops_the_other_and_the_rerun_resumes_exactly(shards, tmp_p
         one = ckpt.consolidate(tmp_path / "cut" / last, tmp_path / "one.safetensors")
         c = load_file(one)
         assert all(torch.equal(a[k], c[k]) for k in a)
+        # evaluation reads an intermediate sharded checkpoint too: consolidated on first use
+        mid = tmp_path / "cut/checkpoints/step-0000003"
+        assert not (mid / "model.safetensors").exists()
+        objective = build_objective(tiny_config(tmp_path / "x"), 8)
+        ckpt.load_weights(mid, objective)
+        assert (mid / "model.safetensors").is_file()
         assert (tmp_path / "cut/figures/reconstruction.png").is_file()
 
 
@@ -237,3 +247,39 @@ def test_every_rank_and_worker_reads_a_disjoint_part_of_each_epoch(tmp_path):
     assert len(keys) == 64 and set(keys.values()) == {2}, keys
     # each epoch splits the (reshuffled) shards anew, so a rank sees other keys in epoch 2
     assert len(per_rank[0]) > 32
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("EFM_RUN_SLOW"), reason="slow: set EFM_RUN_SLOW=1")
+def test_grad_accum_trains_the_same_global_batch_in_micro_steps(shards, tmp_path):
+    """batch 8 as 2 micro-steps of 4 reads the same samples as one batch of 8 (one process): the
+    first loss is the mean of the micro-steps' losses, close to the whole batch's."""
+    kw = dict(steps=4, batch_size=8, ckpt_every=4, figures=False, shuffle_buffer=0)
+    one = pretrain(tiny_config(tmp_path / "one", **kw), shards)
+    two = pretrain(tiny_config(tmp_path / "two", grad_accum=2, **kw), shards)
+    assert two.losses[0] == pytest.approx(one.losses[0], rel=0.05)
+    assert two.losses != one.losses
+    state = torch.load(tmp_path / "two/checkpoints/step-0000004/state.pt", weights_only=True)
+    assert state["data_position"] == 8  # micro-batches read by this process
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("EFM_RUN_SLOW"), reason="slow: set EFM_RUN_SLOW=1")
+def test_mae_declaration_holds_in_3d():
+    """The declaration comes from MAE's probe, so it follows the backbone built: here a 3D Hiera
+    over stacked representations."""
+    representation = {
+        "name": "stack",
+        "names": ["spectrogram", "temporal_matrix"],
+        "output_size": 64,
+    }
+    from efm.assemble import assemble, data_spec
+    from efm.config import compose
+
+    cfg = compose(["recipe=epi250k", "pipeline.epoch_s=8"])
+    cfg["representation"] = representation
+    cfg["objective"].update(decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=2)
+    torch.manual_seed(0)
+    obj = assemble(cfg, data_spec(cfg, 8))
+    assert distributed.unused_parameters(obj) == {"backbone.norm.weight", "backbone.norm.bias"}
+    assert unused_problems(obj, random_batch(2, 8, 2000, seed=0)) == []
