@@ -101,8 +101,11 @@ def run(cfg: dict[str, Any]) -> int:
 
     require_assembly(cfg)  # every assembly problem now, before any data is prepared
     run_dir = default_run_dir(cfg)
-    lines = header(cfg) + first_lines(cfg, run_dir)
+    lines = header(cfg)
     for line in lines:
+        _say(line)
+    for line in first_lines(cfg, run_dir):  # may warn that the machine is busy: after the header
+        lines.append(line)
         _say(line)
     times: dict[str, float] = {}
     t0 = time.perf_counter()
