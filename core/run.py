@@ -81,6 +81,40 @@ def first_lines(cfg: dict[str, Any], run_dir: Path) -> list[str]:
     return lines
 
 
+def compare_encoders(pretrained: dict[str, Any], baseline: dict[str, Any]) -> list[str]:
+    """In words, per task: does the pretrained encoder beat its random init by more than the spread?
+
+    The spread is the larger of the two encoders' standard deviations of Cohen's kappa over the
+    probe's seeds (patient-level splits).
+    """
+    out = []
+    for task, p in pretrained.items():
+        b = baseline.get(task) or {}
+        if "mean" not in p or "mean" not in b:
+            continue
+        diff = p["mean"]["kappa"] - b["mean"]["kappa"]
+        spread = max(p["std"]["kappa"], b["std"]["kappa"])
+        numbers = (
+            f"kappa {p['mean']['kappa']:.3f} vs {b['mean']['kappa']:.3f}, seed spread {spread:.3f}"
+        )
+        if diff > spread:
+            out.append(
+                f"{task}: the pretrained encoder beats its random init by more than the seed "
+                f"spread ({numbers})."
+            )
+        elif diff < 0:
+            out.append(
+                f"{task}: the random-init baseline wins ({numbers}): pretraining did not help this "
+                "probe; more steps or a larger demo corpus may change that."
+            )
+        else:
+            out.append(
+                f"{task}: the pretrained encoder is ahead of its random init by less than the seed "
+                f"spread ({numbers}): no clear evidence that pretraining helped."
+            )
+    return out
+
+
 def loss_line(losses: dict[str, float], cfg: dict[str, Any]) -> str:
     """The first and last logged loss (each the mean over a log interval), as the report has them."""
     return (
@@ -152,6 +186,9 @@ def run(cfg: dict[str, Any]) -> int:
     probed = {k: v for k, v in baseline["tasks"].items() if "skipped" not in v}
     for line in summary_lines(probed):
         _say("baseline (random-init encoder) " + line)
+    comparison = compare_encoders(pretrained["tasks"], baseline["tasks"])
+    for line in comparison:
+        _say(line)
 
     report = {
         "recipe": cfg.get("recipe"),
@@ -168,6 +205,7 @@ def run(cfg: dict[str, Any]) -> int:
         },
         "probes": pretrained["tasks"],
         "encoders": {"pretrained": pretrained, "random_init": baseline},
+        "comparison": comparison,
         "times": times,
         "shards": str(shards),
     }
