@@ -232,7 +232,10 @@ def cli_pretrain(argv: list[str]) -> int:
     require_assembly(cfg)  # every assembly problem now, before any data is prepared
     for line in header(cfg)[:2]:
         _say(line.replace("efm run:", "efm pretrain:"))
-    shards = Path(ensure_shards(cfg))
-    result = pretrain(cfg, shards, default_run_dir(cfg))
+    run_dir = default_run_dir(cfg)
+    for line in first_lines(cfg, run_dir):
+        _say(line)
+    shards = Path(ensure_shards(cfg, progress=bool(cfg["train"].get("progress", True))))
+    result = pretrain(cfg, shards, run_dir)
     _say(f"checkpoint: {result.checkpoint}")
     return 0
