@@ -330,7 +330,8 @@ class ObjectiveOutput:
     logs : dict of str to float
         Named scalars for the metrics file (detached).
     figures : dict of str to Tensor | None
-        Optional ``original`` / ``masked`` / ``reconstruction`` images for reconstruction figures.
+        Optional ``original`` / ``masked`` / ``reconstruction`` images for reconstruction figures,
+        and ``hidden`` (bool, the same shape): what the objective masked, drawn over ``masked``.
     """
 
     loss: torch.Tensor

@@ -47,3 +47,20 @@ def test_representations_benchmark_writes_side_by_side_rows(tmp_path):
     assert math.isclose(
         scipy_row["speedup_of_efm"], scipy_row["seconds"] / efm["seconds"], rel_tol=1e-9
     )
+
+
+@pytest.mark.slow
+def test_demos_benchmark_records_phases_load_and_verdicts(tmp_path):
+    spec = importlib.util.spec_from_file_location("bench_demos", ROOT / "benchmarks" / "demos.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "d.json"
+    over = ["train.steps=2", "train.log_every=1", "train.ckpt_every=2", "eval.seeds=2"]
+    args = ["--recipes", "epi250k", "--out", str(out)] + [f"--override={o}" for o in over]
+    assert bench.main(args) == 0
+    row = json.loads(out.read_text())["demos"][0]
+    assert row["returncode"] == 0 and row["load_avg_1min_before"] >= 0
+    assert set(row["phases_s"]) == {"prepare_s", "pretrain_s", "probe_s"}
+    assert sum(row["phases_s"].values()) <= row["wall_s"]
+    assert set(row["probes"]["seizure"]) == {"pretrained", "random_init"}
+    assert len(row["verdicts"]) == 1 and row["verdicts"][0].startswith("seizure: ")

@@ -7,12 +7,16 @@ or 500 Hz, with 50 or 60 Hz line noise. The signal is built from:
 - a spatially smooth 1/f background, posterior alpha in wakefulness;
 - sleep-like stages in 30 s blocks (W, N1, N2 with spindles and K-complexes, N3 slow waves, REM),
   each annotated (German "Schlafstadium N2" or English "Sleep stage 2");
-- focal interictal spikes (sharp wave + slow wave) at the patient's focus;
-- seizure-like rhythmic discharges that start focally at 6-8 Hz, spread and slow to ~3 Hz, about a
-  quarter of the recording, with onset/offset annotations ("Anfallsbeginn"/"Anfallsende" or
-  "seizure onset"/"seizure end");
-- artefacts: muscle bursts, eye blinks, movement, electrode pops (some annotated); one patient in
-  six has an electrode that goes flat, another an amplifier that clips large transients.
+- focal interictal spikes (sharp wave + slow wave) at the patient's focus, near background
+  amplitude (peaks of about 2 background standard deviations);
+- seizure-like rhythmic discharges that start focally with an attenuation of the background,
+  then build up at 6-8 Hz, spread and slow to ~3 Hz, reaching 1.5-2.5 times the background's
+  amplitude (not a high-amplitude event any projection separates), about a quarter of the
+  recording, with onset/offset annotations ("Anfallsbeginn"/"Anfallsende" or "seizure onset"/
+  "seizure end");
+- artefacts: muscle bursts, rhythmic chewing, eye blinks, movement, electrode pops (some annotated),
+  larger than the seizures, as in clinical recordings; one patient in six has an electrode that
+  goes flat, another an amplifier that clips large transients.
 
 Files are cached under ``${EFM_CACHE:-~/.cache/efm}/demo/<version>-p<P>-m<M>-s<seed>/`` and generated into a
 temporary folder that is renamed when complete. The same arguments give the same bytes.
@@ -31,7 +35,7 @@ from efm.data.edf import write_edf
 from efm.data.montage import STANDARD_1020, positions_1020
 
 log = logging.getLogger("efm.data.demo")
-VERSION = "v2"
+VERSION = "v3"
 RATES = (256.0, 500.0, 200.0)
 OLD = {"T7": "T3", "T8": "T4", "P7": "T5", "P8": "T6"}
 FOCI = (("T7", "P7", "F7"), ("T8", "P8", "F8"), ("F3", "Fp1", "C3"), ("F4", "Fp2", "C4"))
@@ -157,34 +161,44 @@ def generate_recording(folder: Path, patient: int, minutes: float, seed: int) ->
             continue
         seg = (t >= on) & (t < on + d)
         u = (t[seg] - on) / d  # 0..1 through the seizure
-        freq = 7.5 - 4.5 * u
-        wave = _osc(t[seg], freq)
-        wave = wave + 0.5 * np.sign(wave) * np.abs(wave) ** 4  # spiky rhythmic discharge
-        amp = 150.0 * np.minimum(1, u * 6) * (1 - 0.4 * u)
-        spread = np.clip((u[None] * d - rng.uniform(0, 12, (19, 1))) / 5, 0, 1)  # [19, m]
+        freq = (6.0 + rng.uniform(0, 2)) - 4.0 * u  # evolving: ~7 Hz slowing to ~3 Hz
+        wave = _osc(t[seg], freq, float(rng.uniform(0, 2 * np.pi)))
+        wave = wave + 0.35 * np.sign(wave) * np.abs(wave) ** 4  # sharpened rhythmic discharge
+        build = np.clip((u * d - 3.0) / 8.0, 0, 1)  # after ~3 s of attenuation, ~8 s build-up
+        amp = 22.0 * rng.uniform(1.5, 2.5) * build * (1 - 0.3 * u)
+        spread = np.clip((u[None] * d - rng.uniform(0, 20, (19, 1))) / 8, 0, 1)  # [19, m]
         spread[focus] = 1.0
-        x[:, seg] += amp * wave * spread
-        x[:, seg] += 15.0 * rng.standard_normal((19, seg.sum()))  # ictal muscle
+        # onset: the focus's background attenuates (electrodecrement), then recovers
+        x[np.ix_(focus, np.flatnonzero(seg))] *= 1 - 0.6 * np.exp(-u * d / 4.0)
+        x[:, seg] += amp * wave * spread * (0.8 + 0.4 * rng.random((19, 1)))
+        late = u > 0.6  # some muscle as the seizure ends
+        x[np.ix_(np.arange(19), np.flatnonzero(seg)[late])] += 6.0 * rng.standard_normal(
+            (19, int(late.sum()))
+        )
         anns += [(round(on, 3), 0.0, TEXT[lang]["on"]), (round(on + d, 3), 0.0, TEXT[lang]["off"])]
     # interictal spikes at the focus
     n_sp = rng.poisson(6 * minutes)
     for j, c in enumerate(rng.uniform(1, minutes * 60 - 1, n_sp)):
         seg = (t >= c) & (t < c + 0.35)
         tt = t[seg] - c
-        shape = -120 * np.exp(-(((tt - 0.03) / 0.012) ** 2)) + 40 * np.exp(
+        shape = -50 * np.exp(-(((tt - 0.03) / 0.015) ** 2)) + 18 * np.exp(
             -(((tt - 0.15) / 0.06) ** 2)
         )
-        x[np.ix_(focus, seg)] += shape
+        x[np.ix_(focus, seg)] += shape * rng.uniform(0.6, 1.2)
         if j % 3 == 0:
             anns.append((round(c, 3), 0.0, TEXT[lang]["spike"]))
     # artefacts
-    for j, c in enumerate(rng.uniform(5, minutes * 60 - 6, int(3 * minutes))):
-        kind = ("muscle", "blink", "move", "pop")[j % 4]
+    for j, c in enumerate(rng.uniform(5, minutes * 60 - 6, int(4 * minutes))):
+        kind = ("muscle", "blink", "move", "pop", "chew")[j % 5]
         seg = (t >= c) & (t < c + rng.uniform(1, 4))
         m = seg.sum()
         if kind == "muscle":
             tmp = np.array([idx[ch] for ch in ("T7", "T8", "F7", "F8", "P7", "P8")])
             x[np.ix_(tmp, seg)] += 40 * rng.standard_normal((len(tmp), m))
+        elif kind == "chew":  # rhythmic muscle bursts at ~1.5 Hz on the temporal electrodes
+            tmp = np.array([idx[ch] for ch in ("T7", "T8", "F7", "F8")])
+            bursts = (np.sin(2 * np.pi * 1.5 * (t[seg] - c)) > 0.3).astype(float)
+            x[np.ix_(tmp, seg)] += 45 * bursts * rng.standard_normal((len(tmp), m))
         elif kind == "blink":
             fr = np.array([idx["Fp1"], idx["Fp2"], idx["F3"], idx["F4"]])
             x[np.ix_(fr, seg)] += (
@@ -199,7 +213,7 @@ def generate_recording(folder: Path, patient: int, minutes: float, seed: int) ->
         else:
             ch = int(rng.integers(19))
             x[ch, seg] += 300 * np.exp(-np.arange(m) / (0.1 * sfreq))
-        if kind != "pop" and j % 2 == 0:
+        if kind not in ("pop", "chew") and j % 2 == 0:
             anns.append((round(c, 3), round(m / sfreq, 3), TEXT[lang][kind]))
     x += 4.0 * np.sin(2 * np.pi * line * t)  # line noise
     if patient % 6 == 3:  # a disconnected electrode: flat after the first minute

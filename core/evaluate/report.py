@@ -111,6 +111,8 @@ def write_report(run_dir: Path, report: dict[str, Any]) -> tuple[Path, Path]:
             "checked: no patient is in both train and test.",
             "",
         ]
+        lines += [f"- {c}" for c in report.get("comparison") or []]  # efm.run.compare_encoders
+        lines += [""] if report.get("comparison") else []
         for task, r in probes.items():
             if "confusion" in r:
                 name = f"confusion_{task}.png"

@@ -84,7 +84,7 @@ def _as_panels(x: Any, max_panels: int = 4) -> np.ndarray:
 
 
 def _masked_where(masked: np.ndarray, original: np.ndarray) -> np.ndarray:
-    """Where the objective hid the input: the masked copy is zero and the original is not."""
+    """Where the objective hid the input, guessed: the masked copy is zero, the original is not."""
     return (masked == 0) & (original != 0)
 
 
@@ -121,7 +121,7 @@ def reconstruction_figure(
         return None
     info = info or {}
     plt = _pyplot()
-    keys = list(figures)
+    keys = [k for k in figures if k != "hidden"]  # "hidden": the objective's mask, not a panel
     panels = {k: _as_panels(figures[k]) for k in keys}
     ref = panels[keys[0]]
     n_rows = ref.shape[0]
@@ -130,11 +130,12 @@ def reconstruction_figure(
     duration = info.get("duration_s")
     units = str(info.get("units") or "value")
     images = ref.ndim == 3
-    mask = (
-        _masked_where(panels["masked"], ref)
-        if "masked" in panels and panels["masked"].shape == ref.shape
-        else None
-    )
+    mask = _as_panels(figures["hidden"]) > 0.5 if "hidden" in figures else None
+    if mask is not None and mask.shape != ref.shape:
+        log.warning("figure mask of shape %s ignored: the images are %s", mask.shape, ref.shape)
+        mask = None
+    if mask is None and "masked" in panels and panels["masked"].shape == ref.shape:
+        mask = _masked_where(panels["masked"], ref)
     fig, axes = plt.subplots(
         n_rows,
         len(keys),

@@ -309,7 +309,8 @@ class MAE(nn.Module):
     @torch.no_grad()
     def _figures(self, r: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Sample 0 as images ``[C, H, W]`` (3D: ``[C, T, H, W]``): original, visible part only,
-        and the reconstruction (hidden tokens predicted, visible ones pasted from the original)."""
+        and the reconstruction (hidden tokens predicted, visible ones pasted from the original);
+        ``hidden`` is the mask (bool, same shape), which figures draw over the masked panel."""
         vis = r["visible"][:1, :, None]
         mean, std = r["mean"][:1], r["std"][:1]
         original = r["target"][:1] * std + mean
@@ -318,8 +319,11 @@ class MAE(nn.Module):
             "original": original,
             "masked": original * vis,
             "reconstruction": torch.where(vis, original, pred),
+            "hidden": (~vis).to(original.dtype).expand_as(original),  # the mask, not a panel
         }
-        return {k: self.unpatchify(v)[0].detach() for k, v in images.items()}
+        out = {k: self.unpatchify(v)[0].detach() for k, v in images.items()}
+        out["hidden"] = out["hidden"] > 0.5
+        return out
 
 
 def build(backbone: Any, representation: Any, **cfg: Any) -> MAE:

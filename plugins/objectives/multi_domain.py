@@ -104,7 +104,8 @@ class MultiDomain(nn.Module):
     def _figures(
         self, tokens: Tokens, masked: torch.Tensor, pred: torch.Tensor, scale: float
     ) -> dict[str, torch.Tensor]:
-        """Original / masked input / reconstruction of the first sample, ``[C, N * P]`` in µV."""
+        """Original / masked input / reconstruction of the first sample, ``[C, N * P]`` in µV, and
+        ``hidden``, the mask (bool, same shape)."""
         orig = tokens.patches.detach().float()
         recon = orig.clone()
         recon[masked] = pred.detach() / scale
@@ -113,6 +114,7 @@ class MultiDomain(nn.Module):
             "original": orig[0].flatten(1),
             "masked": (orig[0] * keep).flatten(1),
             "reconstruction": recon[0].flatten(1),
+            "hidden": (keep == 0).expand_as(orig[0]).flatten(1),  # the mask, not a panel
         }
 
     def param_groups(self) -> dict[str, str]:

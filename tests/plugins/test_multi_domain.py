@@ -127,8 +127,11 @@ def test_loss_only_on_masked_real_patches() -> None:
     torch.manual_seed(3)
     out2 = obj({"signal": y, "channel_mask": mask_ch})
     assert float(out2.loss) == pytest.approx(float(out.loss), rel=1e-5)
-    assert set(out.figures) == {"original", "masked", "reconstruction"}
-    assert out.figures["original"].shape == (4, 1000)
+    assert set(out.figures) == {"original", "masked", "reconstruction", "hidden"}
+    assert out.figures["original"].shape == out.figures["hidden"].shape == (4, 1000)
+    hidden = out.figures["hidden"]
+    assert (out.figures["masked"][hidden] == 0).all()
+    assert torch.equal(out.figures["masked"][~hidden], out.figures["original"][~hidden])
 
 
 def test_tiny_run_loss_goes_down_at_500hz() -> None:

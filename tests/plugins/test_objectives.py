@@ -115,7 +115,8 @@ def test_mae_3d_figures_and_masked_only_loss() -> None:
     assert mae.pred_stride == (1, 16, 16) and mae.decoder_pred.out_features == 16 * 16 * 2
     signal = torch.randn(2, 8, 1000) * 30
     out = mae({"signal": signal})
-    assert torch.isfinite(out.loss) and set(out.figures) == {"original", "masked", "reconstruction"}
+    assert torch.isfinite(out.loss)
+    assert set(out.figures) == {"original", "masked", "reconstruction", "hidden"}
     img = rep(signal)[0]
     torch.testing.assert_close(out.figures["original"], img, rtol=1e-4, atol=1e-4)
     # recompute the loss from the pieces: mean squared error over hidden tokens only
@@ -141,6 +142,7 @@ def test_mae_figures_2d() -> None:
     torch.testing.assert_close(fig["masked"][:, pix], x[0][:, pix], rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(fig["reconstruction"][:, pix], x[0][:, pix], rtol=1e-4, atol=1e-4)
     assert not torch.allclose(fig["reconstruction"][:, ~pix], x[0][:, ~pix])
+    assert torch.equal(fig["hidden"], (~pix).expand(3, -1, -1))  # the mask itself, per pixel
 
 
 class UnitConv(nn.Module):

@@ -43,7 +43,13 @@ def test_image_reconstruction_has_frequency_axis_and_one_colour_bar():
     x = torch.rand(2, 16, 32) + 0.1  # [C, H=freq, W=time]
     vis = torch.ones(16, 32)
     vis[:8, :16] = 0  # one mask shared by the channels
-    figures = {"original": x, "masked": x * vis, "reconstruction": x}
+    x[0, 0, 0] = 0.0  # min-max scaled images have exact zeros: the mask is given, not guessed
+    figures = {
+        "original": x,
+        "masked": x * vis,
+        "reconstruction": x,
+        "hidden": (vis == 0).expand(2, -1, -1),
+    }
     freqs = np.geomspace(1, 100, 16)
     info = {"ch_names": ["frontal", "temporal"], "duration_s": 30.0, "freqs": freqs, "units": "dB"}
     fig = plots.reconstruction_figure(figures, "t", info)

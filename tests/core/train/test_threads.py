@@ -62,3 +62,24 @@ def test_first_lines_warn_about_the_paper_profile_on_a_cpu(tmp_path, restore_thr
     assert any(x.startswith("warning: profile 'full'") and "100000 steps" in x for x in full)
     demo = first_lines(compose(["recipe=epi250k", "train.threads=1"]), tmp_path)
     assert not any(x.startswith("warning") for x in demo) and "1 CPU thread(s)" in demo[0]
+
+
+def test_the_report_says_in_words_which_encoder_wins(tmp_path):
+    from efm.evaluate.report import write_report
+    from efm.run import compare_encoders
+
+    def probe(kappa, std):
+        return {"mean": {"kappa": kappa}, "std": {"kappa": std}}
+
+    pre = {"seizure": probe(0.80, 0.05), "sleep": probe(0.40, 0.10), "spike": probe(0.5, 0.1)}
+    base = {"seizure": probe(0.60, 0.08), "sleep": probe(0.45, 0.02), "spike": probe(0.45, 0.1)}
+    pre["skipped_task"] = {"skipped": "no labels"}
+    lines = compare_encoders(pre, base)
+    assert len(lines) == 3
+    assert lines[0].startswith("seizure: the pretrained encoder beats its random init by more")
+    assert "seed spread 0.080" in lines[0]
+    assert lines[1].startswith("sleep: the random-init baseline wins (kappa 0.400 vs 0.450")
+    assert lines[2].startswith("spike: the pretrained encoder is ahead of its random init by less")
+    probes = {"skipped_task": {"skipped": "no labels"}}
+    md, _ = write_report(tmp_path, {"recipe": "x", "probes": probes, "comparison": lines})
+    assert f"- {lines[1]}" in md.read_text()
