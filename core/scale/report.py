@@ -62,6 +62,8 @@ def pareto(c: np.ndarray, loss: np.ndarray) -> np.ndarray:
 
 def fit_all(results: list[dict[str, Any]], n_boot: int = 200, seed: int = 0) -> dict[str, Any]:
     """Every fit the runs constrain; raises :class:`DegenerateGridError` when none is possible."""
+    if not results:
+        raise F.DegenerateGridError("no run of the sweep finished: nothing to fit (see the log)")
     col = {k: np.array([float(r[k]) for r in results]) for k in ("N", "D", "U", "C", "val_loss")}
     loss = col["val_loss"]
     out: dict[str, Any] = {"n_runs": len(results), "fits": {}, "skipped": {}}
