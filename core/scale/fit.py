@@ -157,11 +157,21 @@ def _log_pred(theta: np.ndarray, ln_n: np.ndarray, ln_d: np.ndarray) -> np.ndarr
     return np.logaddexp(np.logaddexp(a - alpha * ln_n, b - beta * ln_d), e)
 
 
+def _log_pred_jac(theta: np.ndarray, ln_n: np.ndarray, ln_d: np.ndarray) -> np.ndarray:
+    """d log L / d (a, b, e, alpha, beta): the softmax weights of the three terms."""
+    a, b, e, alpha, beta = theta[:5]
+    terms = np.stack([a - alpha * ln_n, b - beta * ln_d, np.full_like(ln_n, e)], axis=1)
+    w = np.exp(terms - terms.max(axis=1, keepdims=True))
+    w /= w.sum(axis=1, keepdims=True)  # [runs, 3]
+    return np.stack([w[:, 0], w[:, 1], w[:, 2], -w[:, 0] * ln_n, -w[:, 1] * ln_d], axis=1)
+
+
 def _huber_fit(
     residual: Callable[[np.ndarray], np.ndarray],
     starts: list[np.ndarray],
     lower: np.ndarray,
     upper: np.ndarray,
+    jac: Callable[[np.ndarray], np.ndarray],
 ) -> tuple[np.ndarray, float]:
     best, best_cost = None, math.inf
     for x0 in starts:
@@ -171,7 +181,9 @@ def _huber_fit(
                 res = optimize.least_squares(
                     residual,
                     np.clip(x0, lower + 1e-9, upper - 1e-9),
+                    jac=jac,
                     bounds=(lower, upper),
+                    max_nfev=1000,
                     loss="huber",
                     f_scale=HUBER_DELTA,
                     method="trf",
@@ -202,7 +214,13 @@ def _parametric(
     n: np.ndarray, d: np.ndarray, loss: np.ndarray, starts: list[np.ndarray]
 ) -> np.ndarray:
     ln_n, ln_d, ln_l = np.log(n), np.log(d), np.log(loss)
-    theta, _ = _huber_fit(lambda t: _log_pred(t, ln_n, ln_d) - ln_l, starts, _LOWER, _UPPER)
+    theta, _ = _huber_fit(
+        lambda t: _log_pred(t, ln_n, ln_d) - ln_l,
+        starts,
+        _LOWER,
+        _UPPER,
+        lambda t: _log_pred_jac(t, ln_n, ln_d),
+    )
     return theta
 
 
@@ -252,13 +270,24 @@ def _constrained(
 ) -> np.ndarray:
     ln_n, ln_l = np.log(n), np.log(loss)
 
+    r = np.maximum(d / u - 1.0, 0.0)
+
     def residual(t: np.ndarray) -> np.ndarray:
         ln_d = np.log(effective_data(d, u, math.exp(t[5])))
         return _log_pred(t, ln_n, ln_d) - ln_l
 
+    def jac(t: np.ndarray) -> np.ndarray:
+        r_star = math.exp(t[5])
+        d_eff = effective_data(d, u, r_star)
+        j = _log_pred_jac(t, ln_n, np.log(d_eff))
+        # d D' / d log R* = R* U (1 - exp(-R/R*) (1 + R/R*)), zero without repetition
+        dd = r_star * u * (1.0 - np.exp(-r / r_star) * (1.0 + r / r_star))
+        w_data = j[:, 1]  # the data term's softmax weight
+        return np.column_stack([j, w_data * -t[4] * dd / d_eff])
+
     lower = np.append(_LOWER, math.log(0.05))
     upper = np.append(_UPPER, math.log(1e4))
-    theta, _ = _huber_fit(residual, starts, lower, upper)
+    theta, _ = _huber_fit(residual, starts, lower, upper, jac)
     return theta
 
 

@@ -170,9 +170,9 @@ def launch(
             log.info("run %d/%d: %s (%d steps)", i, len(todo), s.label, s.steps)
             try:
                 results[s.key] = run_one(s.to_dict())
-            except EfmError as exc:
-                failures.append(f"{s.label}: {exc}")
-                log.warning("run %s failed: %s", s.label, exc)
+            except Exception as exc:  # logged with its reason; the sweep goes on
+                failures.append(f"{s.label}: {type(exc).__name__}: {exc}")
+                log.warning("run %s failed: %s: %s", s.label, type(exc).__name__, exc)
     elif todo:
         ex = _executor(kind, folder / "launcher", dict(launcher or {}))
         width = len(todo) if kind == "slurm" else max_parallel

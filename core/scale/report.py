@@ -62,6 +62,8 @@ def pareto(c: np.ndarray, loss: np.ndarray) -> np.ndarray:
 
 def fit_all(results: list[dict[str, Any]], n_boot: int = 200, seed: int = 0) -> dict[str, Any]:
     """Every fit the runs constrain; raises :class:`DegenerateGridError` when none is possible."""
+    if not results:
+        raise F.DegenerateGridError("no run of the sweep finished: nothing to fit (see the log)")
     col = {k: np.array([float(r[k]) for r in results]) for k in ("N", "D", "U", "C", "val_loss")}
     loss = col["val_loss"]
     out: dict[str, Any] = {"n_runs": len(results), "fits": {}, "skipped": {}}
@@ -100,6 +102,7 @@ def fit_all(results: list[dict[str, Any]], n_boot: int = 200, seed: int = 0) -> 
     for name, f in out["fits"].items():
         if "r2" in f and f["r2"] < 0.5:
             out["warnings"].append(f"{name}: R² {f['r2']:.2f}, the form fits these runs poorly")
+    out["warnings"] += _at_bounds(out["fits"], float(loss.min()))
     for w in out["warnings"]:
         log.warning("%s", w)
     fps = np.array([float(r["flops_per_sample"]) for r in results])
@@ -114,6 +117,25 @@ def fit_all(results: list[dict[str, Any]], n_boot: int = 200, seed: int = 0) -> 
     }
     out["U_max"] = float(col["U"].max())
     out["ranges"] = {k: [float(v.min()), float(v.max())] for k, v in col.items()}
+    return out
+
+
+def _at_bounds(fits: dict[str, Any], min_loss: float) -> list[str]:
+    """Warnings for parametric values pinned at the edge of their search range."""
+    out = []
+    for name, f in fits.items():
+        if "E" not in f:
+            continue
+        pinned = [k for k in ("alpha", "beta") if f[k] < 1e-3 or f[k] > 3 - 1e-3]
+        if f["E"] < 1e-6 * min_loss:
+            pinned.append("E (0: no irreducible loss resolved)")
+        if "R_star" in f and (f["R_star"] > 9e3 or f["R_star"] < 0.06):
+            pinned.append("R_star (repetition effect not resolved)")
+        if pinned:
+            out.append(
+                f"{name}: {', '.join(pinned)} at the bound of the search range: the grid does "
+                "not constrain the form; widen it (more sizes, data and epochs) before trusting it"
+            )
     return out
 
 
@@ -187,6 +209,7 @@ def figures(out: Path, results: list[dict[str, Any]], fitted: dict[str, Any]) ->
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
     from efm.train.rundir import Metrics
 
@@ -216,6 +239,7 @@ def figures(out: Path, results: list[dict[str, Any]], fitted: dict[str, Any]) ->
             text = f"L ∝ {var}^-{f['b']:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
             ax.plot(grid, f["a"] * grid ** -f["b"], "k--", lw=1, label=f"{text}, R² {f['r2']:.2f}")
         ax.set(xscale="log", yscale="log", xlabel=title, ylabel="validation loss")
+        ax.yaxis.set_minor_formatter(NullFormatter())
         ax.legend(fontsize=7)
     fig.tight_layout()
     paths["loss_vs"] = out / "loss_vs.png"

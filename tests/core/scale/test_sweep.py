@@ -35,7 +35,7 @@ def _cfg(tmp_path, **sweep):
         "epochs": [1, 2],
         "executor": "inline",
         "out": str(tmp_path / "sweep"),
-        "n_boot": 20,
+        "n_boot": 10,
     } | sweep
     return validate(cfg)
 
@@ -55,7 +55,7 @@ def test_data_views_hold_out_whole_units_and_nest(shards, tmp_path):
 
 
 def test_sweep_records_resumes_and_fits(shards, tmp_path, monkeypatch, capsys):
-    cfg = _cfg(tmp_path)
+    cfg = _cfg(tmp_path, data_fractions=[0.2, 0.4])
     calls = []
     real = launch.run_one
 
@@ -76,10 +76,10 @@ def test_sweep_records_resumes_and_fits(shards, tmp_path, monkeypatch, capsys):
     rows = list(csv.DictReader((out / "results.csv").open()))
     assert len(rows) == 8
     by = {r["label"]: r for r in rows}
-    small, big = by["dim16-f0.4-e1"], by["dim48-f0.4-e1"]
-    # 2 of 5 training patients x 16 epochs; 1 pass = 2 steps of 16
-    assert int(small["U"]) == 32 and int(small["steps"]) == 2 and int(small["D"]) == 32
-    assert int(by["dim16-f1-e2"]["D"]) == 160 and float(by["dim16-f1-e2"]["epochs_seen"]) == 2
+    small, big = by["dim16-f0.2-e1"], by["dim48-f0.2-e1"]
+    # 1 of 5 training patients x 16 epochs; 1 pass = 1 step of 16
+    assert int(small["U"]) == 16 and int(small["steps"]) == 1 and int(small["D"]) == 16
+    assert int(by["dim16-f0.4-e2"]["D"]) == 64 and float(by["dim16-f0.4-e2"]["epochs_seen"]) == 2
     assert int(big["N"]) > 5 * int(small["N"])
     for r in rows:
         assert float(r["C"]) == pytest.approx(float(r["flops_per_sample"]) * int(r["D"]))
@@ -87,7 +87,7 @@ def test_sweep_records_resumes_and_fits(shards, tmp_path, monkeypatch, capsys):
     # every run went through the engine: its own run directory, config and checkpoint
     run = out / "runs" / f"{small['label']}-{small['key']}"
     assert (run / "checkpoints" / "latest").is_file() and (run / "result.json").is_file()
-    assert json.loads((run / "result.json").read_text())["steps"] == 2
+    assert json.loads((run / "result.json").read_text())["steps"] == 1
     assert set(fitted["fits"]) == {"L(C)", "L(D)", "L(N)", "L(N,D)", "L(N,D')"}
     saved = json.loads((out / "fit.json").read_text())
     assert saved["plans"][0]["C"] == 1e11 and saved["plans"][0]["N"] > 0
@@ -97,6 +97,16 @@ def test_sweep_records_resumes_and_fits(shards, tmp_path, monkeypatch, capsys):
     assert "L(N,D')" in report and "figures/isoloss.png" in report and "## Plans" in report
     printed = capsys.readouterr().out
     assert "8 of 8 run(s) finished" in printed and "plan: C = 1e+11 FLOPs" in printed
+
+
+def test_a_run_with_probes_records_downstream_metrics(shards, tmp_path):
+    cfg = _cfg(tmp_path, sizes=["dim=16"], data_fractions=[0.2], epochs=[1, 2], probe=True)
+    val, views = grid.data_views(shards, tmp_path / "sweep", cfg["sweep"])
+    spec = grid.expand(cfg, tmp_path / "sweep", val, views)[0]
+    result = launch.run_one(spec.to_dict())
+    # loss and downstream can diverge: both are recorded
+    assert 0 <= result["probe_seizure_balanced_accuracy"] <= 1 and result["val_loss"] > 0
+    assert launch.finished(spec) == result  # cached: a second call does nothing
 
 
 def test_degenerate_grid_is_refused(tmp_path):
