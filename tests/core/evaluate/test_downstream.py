@@ -108,10 +108,24 @@ def test_csv_sidecar_and_subject_rules(real_data, cfg, tmp_path):
     assert taskdata.subject_of("S001/S001R04.edf", "parent") == "S001"
 
 
-def test_channel_picks_drop_ecg_and_reference(eegmat):
-    assert len(eegmat.ch_names) == 4  # the fixture's own pick; the task's below
+def test_channel_picks_drop_ecg_and_reference(real_data, cfg):
+    from efm import registry
+    from efm.data import montage
+    from efm.data.sources import identity
+
+    rec = registry.create("readers", "mne").read(real_data / "eegmat" / "Subject00_1.edf")
+    assert {"ECG ECG", "EEG A2-A1"} <= set(rec.ch_names) and rec.n_chans == 21
     t = get("eegmat-arithmetic")
-    assert {"ECG ECG", "EEG A2-A1"} <= set(t.exclude)
+    picked = taskdata.pick_channels(rec, t)
+    assert picked.n_chans == 19 and not {"ECG ECG", "EEG A2-A1"} & set(picked.ch_names)
+    np.testing.assert_array_equal(
+        picked.data, rec.data[[rec.ch_names.index(n) for n in picked.ch_names]]
+    )
+    by_type = montage.pick_channels(rec, ["eeg"], ["eeg a2-a1"])  # ECG by its name's type
+    assert by_type.ch_names == picked.ch_names
+    assert "picks" not in identity(cfg)["pipeline"]  # unset picks leave the shards' identity
+    c = compose(["recipe=diver1-EEG", "pipeline.picks=[eeg]"])
+    assert identity(c)["pipeline"]["picks"] == ["eeg"]
 
 
 # -- splits and leakage ----------------------------------------------------------------------------
@@ -272,3 +286,37 @@ def test_results_json_validates_against_its_schema(eegmat, tmp_path, capsys, mon
     code = main(["eval", "recipe=diver1-EEG", "task=eegmat-arithmetic", f"data.root={src}",
                  "--random-init", "eval.test_subjects=[S999]"])  # fmt: skip
     assert code == 2 and "absent from the data" in capsys.readouterr().err
+
+
+def test_fixed_test_folder_and_loso(real_data, cache, cfg, tmp_path):
+    """eval.test_root: a separate folder is the test set; LOSO holds out each subject once."""
+    from efm.evaluate.cli import evaluate_task
+
+    base = real_data / "eegmat"
+    train = _link(
+        tmp_path / "a",
+        [base / f"Subject{i:02d}_{k}.edf" for i in (6, 7, 8, 9) for k in (1, 2)],
+        base,
+    )
+    test = _link(
+        tmp_path / "b", [base / f"Subject{i:02d}_{k}.edf" for i in (10, 11) for k in (1, 2)], base
+    )
+    c = compose(["recipe=diver1-EEG", "eval.baselines=[bandpower-logreg]", "eval.modes=[]",
+                 "eval.seeds=2", f"eval.test_root={test}"])  # fmt: skip
+    res = evaluate_task(
+        c, "eegmat-arithmetic", None, tmp_path / "ev", str(train), say=lambda s: None
+    )
+    assert res["split"]["protocol"] == "fixed" and res["split"]["test_subjects"] == [
+        "Subject10",
+        "Subject11",
+    ]
+    n_test = len(taskdata.load(get("eegmat-arithmetic"), c, test))
+    assert res["n_subjects"] == 6 and res["rows"][0]["per_seed"][0]["n_test"] == n_test > 90
+    assert set(res["rows"][0]["per_subject"]) == {"Subject10", "Subject11"}
+    c = compose(["recipe=diver1-EEG", "eval.baselines=[bandpower-logreg]", "eval.modes=[]",
+                 "eval.seeds=1", "eval.split=loso"])  # fmt: skip
+    res = evaluate_task(
+        c, "eegmat-arithmetic", None, tmp_path / "ev2", str(train), say=lambda s: None
+    )
+    assert res["split"]["protocol"] == "loso" and res["split"]["folds"] == 4
+    assert res["rows"][0]["per_seed"][0]["n_test"] == res["n_epochs"]
