@@ -47,3 +47,27 @@ def test_representations_benchmark_writes_side_by_side_rows(tmp_path):
     assert math.isclose(
         scipy_row["speedup_of_efm"], scipy_row["seconds"] / efm["seconds"], rel_tol=1e-9
     )
+
+
+@pytest.mark.slow
+def test_downstream_benchmark_runs_at_a_tiny_size(tmp_path, monkeypatch, real_data):
+    spec = importlib.util.spec_from_file_location(
+        "bench_downstream", ROOT / "benchmarks" / "downstream.py"
+    )
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    monkeypatch.setenv("EFM_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "d.json"
+    assert mod.main([
+        "--recipes", "diver1-EEG", "--tasks", "eegmat-arithmetic", "--steps", "2", "--folds", "2",
+        "--seeds", "1", "--subjects", "3", "--modes", "linear", "--baselines", "bandpower-logreg",
+        "--pretrain-root", str(real_data / "eegmat"), "--out", str(out),
+    ]) == 0  # fmt: skip
+    doc = json.loads(out.read_text())
+    run = doc["runs"][0]
+    assert run["steps"] == 2 and run["pretrain_s"] > 0
+    rows = run["tasks"]["eegmat-arithmetic"]["rows"]
+    assert {(r["method"], r["mode"]) for r in rows} == {
+        ("pretrained", "linear"),
+        ("bandpower-logreg", "linear"),
+    }

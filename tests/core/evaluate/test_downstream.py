@@ -320,3 +320,29 @@ def test_fixed_test_folder_and_loso(real_data, cache, cfg, tmp_path):
     )
     assert res["split"]["protocol"] == "loso" and res["split"]["folds"] == 4
     assert res["rows"][0]["per_seed"][0]["n_test"] == res["n_epochs"]
+
+
+def test_bids_events_tsv_labels_and_entities(real_data, cfg, tmp_path):
+    src = real_data / "eegbci" / "S019" / "S019R08.edf"
+    folder = tmp_path / "bids" / "sub-19" / "ses-2" / "eeg"
+    folder.mkdir(parents=True)
+    (folder / "sub-19_ses-2_task-mi_eeg.edf").symlink_to(src)
+    (folder / "sub-19_ses-2_task-mi_events.tsv").write_text(
+        "onset\tduration\ttrial_type\n10.0\t4.0\tleft\n30.5\t4.0\tright\n50.0\tn/a\tleft\n"
+    )
+    task = Task(labels="events.tsv", classes=["left", "right"], epochs="events", epoch_s=4.0,
+                label_map={"left": "left", "right": "right"}, subject="bids", session="bids",
+                glob="**/*.edf", name="bids-mi")  # fmt: skip
+    d = taskdata.load(task, cfg, tmp_path / "bids", cache=False)
+    np.testing.assert_allclose(d.start_s, [10.0, 30.5, 50.0])
+    assert d.y.tolist() == [0, 1, 0]
+    assert set(d.subject) == {"sub-19"} and set(d.session) == {"ses-2"}
+    from efm import registry
+
+    rec = registry.create("readers", "mne").read(src)
+    sig, _ = taskdata.condition_recording(rec, cfg["pipeline"])  # volts at 500 Hz
+    i = round(30.5 * d.sfreq)  # the epoch is the conditioned signal from the onset on
+    assert d.x.shape == (3, 64, 2000)
+    np.testing.assert_allclose(
+        d.x[1].astype(np.float32), sig[:, i : i + 2000] * 1e6, rtol=2e-3, atol=0.05
+    )
