@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -50,6 +51,7 @@ def test_representations_benchmark_writes_side_by_side_rows(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("EFM_RUN_SLOW"), reason="slow: set EFM_RUN_SLOW=1")
 def test_downstream_benchmark_runs_at_a_tiny_size(tmp_path, monkeypatch, real_data):
     spec = importlib.util.spec_from_file_location(
         "bench_downstream", ROOT / "benchmarks" / "downstream.py"
