@@ -20,6 +20,7 @@ class TestBuiltinTasks(TaskSuite):
         "eegmat-arithmetic": str(REAL / "eegmat"),
         "eegbci-imagery": str(REAL / "eegbci"),
         "eegbci-left-right": str(REAL / "eegbci"),
+        "eegbci-rest-left-right": str(REAL / "eegbci"),
         "bonn-seizure": str(REAL / "bonn"),
     }
 

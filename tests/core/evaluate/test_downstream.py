@@ -346,3 +346,22 @@ def test_bids_events_tsv_labels_and_entities(real_data, cfg, tmp_path):
     np.testing.assert_allclose(
         d.x[1].astype(np.float32), sig[:, i : i + 2000] * 1e6, rtol=2e-3, atol=0.05
     )
+
+
+def test_three_classes_in_one_task(real_data, cache, cfg, tmp_path):
+    """rest / left / right as one task: one-vs-rest AUROC and a 3 x 3 confusion matrix."""
+    base = real_data / "eegbci"
+    files = [
+        base / s / f"{s}R{r:02d}.edf" for s in ("S020", "S021", "S022", "S023") for r in (4, 8)
+    ]
+    root = _link(tmp_path / "d", files, base)
+    task = get("eegbci-rest-left-right")
+    d = taskdata.load(task, cfg, root)
+    assert d.classes == ["rest", "left", "right"] and set(np.unique(d.y)) == {0, 1, 2}
+    plan = downstream.Plan(modes=[], seeds=1, folds=2, baselines=["bandpower-logreg"])
+    res = downstream.run_task(cfg, task, d, plan, None, tmp_path / "o", say=lambda s: None)
+    row = res["rows"][0]
+    assert np.asarray(row["confusion"]).shape == (3, 3) and np.sum(row["confusion"]) == len(d)
+    assert 0 <= row["metrics"]["auroc"]["mean"] <= 1 and np.isfinite(
+        row["metrics"]["auprc"]["mean"]
+    )
