@@ -286,6 +286,20 @@ def condition_recording(rec: Recording, pipe: dict[str, Any]) -> tuple[np.ndarra
     }
 
 
+def _same_channels(names: list[str], ref: list[str]) -> list[int] | None:
+    """Indices that put ``names`` in ``ref``'s order when both name the same electrodes (10-20
+    aliases and prefixes such as ``EEG Fp1-REF`` / ``Fp1`` agree), else None."""
+    from efm.data.montage import canonical
+
+    def key(n: str) -> str:
+        return canonical(n) or n.strip().lower()
+
+    pos = {key(n): i for i, n in enumerate(names)}
+    if len(pos) != len(names) or sorted(pos) != sorted(key(n) for n in ref):
+        return None
+    return [pos[key(n)] for n in ref]
+
+
 # -- files, cache, assembly ------------------------------------------------------------------------
 def task_root(task: Task, root: str | Path | None) -> Path:
     """``data.root``, else the task's own root, else its fetcher's download."""
@@ -405,10 +419,13 @@ def load(
             if meta is None:
                 meta = m
             elif m["ch_names"] != meta["ch_names"]:
-                raise EfmError(
-                    f"{rel}: channels {m['ch_names'][:4]}... differ from the task's first "
-                    f"recording ({meta['ch_names'][:4]}...); pick a common set (task picks)"
-                )
+                order = _same_channels(m["ch_names"], meta["ch_names"])
+                if order is None:
+                    raise EfmError(
+                        f"{rel}: channels {m['ch_names'][:4]}... differ from the task's first "
+                        f"recording ({meta['ch_names'][:4]}...); pick a common set (task picks)"
+                    )
+                data = data[order]  # the first recording's channel order
             first = np.round(starts * float(pipe["sfreq"])).astype(int)
             ok = first + n_t <= data.shape[1]
             first, starts, y = first[ok], starts[ok], y[ok]
