@@ -239,6 +239,14 @@ def test_lora_trains_only_the_adapters(eegmat, cfg):
     changed = {n for n, p in model.named_parameters() if not torch.equal(p.detach(), before[n])}
     assert changed and changed <= trainable
     assert any("lora_B" in n for n in changed)
+    # Hiera (EPI-250k): adapters on qkv, attention and MLP projections; the rest frozen
+    hcfg = compose(["recipe=epi250k"])
+    x = np.zeros((2, 8, 7500), dtype=np.float16)
+    hiera = adapt.Classifier(adapt.build_encoder(hcfg, x, 250.0, None, 0), 2)
+    targets = adapt.add_lora(hiera, FinetuneConfig())
+    assert {"blocks.0.attn.qkv", "blocks.0.attn.proj", "blocks.0.mlp.fc1"} <= set(targets)
+    trainable = [n for n, p in hiera.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n or n.startswith("head.") for n in trainable)
 
 
 def test_eegnet_without_braindecode_names_the_extra(monkeypatch):
