@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -64,3 +65,28 @@ def test_demos_benchmark_records_phases_load_and_verdicts(tmp_path):
     assert sum(row["phases_s"].values()) <= row["wall_s"]
     assert set(row["probes"]["seizure"]) == {"pretrained", "random_init"}
     assert len(row["verdicts"]) == 1 and row["verdicts"][0].startswith("seizure: ")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("EFM_RUN_SLOW"), reason="slow: set EFM_RUN_SLOW=1")
+def test_downstream_benchmark_runs_at_a_tiny_size(tmp_path, monkeypatch, real_data):
+    spec = importlib.util.spec_from_file_location(
+        "bench_downstream", ROOT / "benchmarks" / "downstream.py"
+    )
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    monkeypatch.setenv("EFM_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "d.json"
+    assert mod.main([
+        "--recipes", "diver1-EEG", "--tasks", "eegmat-arithmetic", "--steps", "2", "--folds", "2",
+        "--seeds", "1", "--subjects", "3", "--modes", "linear", "--baselines", "bandpower-logreg",
+        "--pretrain-root", str(real_data / "eegmat"), "--out", str(out),
+    ]) == 0  # fmt: skip
+    doc = json.loads(out.read_text())
+    run = doc["runs"][0]
+    assert run["steps"] == 2 and run["pretrain_s"] > 0
+    rows = run["tasks"]["eegmat-arithmetic"]["rows"]
+    assert {(r["method"], r["mode"]) for r in rows} == {
+        ("pretrained", "linear"),
+        ("bandpower-logreg", "linear"),
+    }

@@ -89,6 +89,11 @@ def test_epi250k_demo_end_to_end(demo_env, tmp_path, capsys):
     assert main(["probe", f"run_dir={run_dir}"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("probe seizure: kappa")
+    # pointed at other data (here: other pipeline options) it writes a new folder, not the run's
+    assert main(["probe", f"run_dir={run_dir}", "pipeline.min_epochs=2"]) == 0
+    assert "probing other data than the run's" in capsys.readouterr().out
+    (other,) = (run_dir / "probe").iterdir()
+    assert (other / "report.md").is_file() and (other / "embeddings" / "pretrained.npz").is_file()
 
 
 def test_run_errors(demo_env, tmp_path, capsys):

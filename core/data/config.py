@@ -46,6 +46,9 @@ class PipelineConfig:
     channel. ``notch`` None detects 50 or 60 Hz from the spectrum, 0 disables it. An annotated event
     labels an epoch when it overlaps it by ``label_min_overlap_s`` (or entirely, when shorter).
     ``taxonomy`` is ``default`` or a YAML file in the format of ``efm/data/taxonomy.yaml``.
+    ``picks`` keeps channels of those types (``eeg``, ``seeg`` ...; types implied by names such as
+    ``ECG`` count) and ``exclude`` drops channels by name, before the channel path: EEGMAT's
+    ``ECG ECG`` and ``EEG A2-A1`` go with ``picks=[eeg] exclude=["EEG A2-A1"]``.
     """
 
     path: Literal["eeg", "ieeg"] = (
@@ -64,3 +67,5 @@ class PipelineConfig:
     min_electrodes: int = field(default=10, metadata={"ge": 1})
     label_min_overlap_s: float = field(default=10.0, metadata={"ge": 0})
     taxonomy: str = "default"
+    picks: list[str] = field(default_factory=list)  # channel types kept (empty: all)
+    exclude: list[str] = field(default_factory=list)  # channel names dropped (case-insensitive)

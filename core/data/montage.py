@@ -90,6 +90,42 @@ def channel_type(name: str, given: str) -> str:
     return given
 
 
+def pick_channels(
+    rec: Recording,
+    picks: list[str] | tuple[str, ...] = (),
+    exclude: list[str] | tuple[str, ...] = (),
+) -> Recording:
+    """Keep the channels whose type (as :func:`channel_type` reads it) is in ``picks`` (all when
+    empty) and whose name is not in ``exclude`` (case-insensitive)."""
+    if not picks and not exclude:
+        return rec
+    drop = {n.lower() for n in exclude}
+    keep = [
+        i
+        for i, (n, t) in enumerate(zip(rec.ch_names, rec.ch_types))
+        if n.lower() not in drop and (not picks or channel_type(n, t) in picks)
+    ]
+    if not keep:
+        raise ReaderError(f"{rec.source}: no channel left after picks {list(picks)} / exclude")
+    if len(keep) == rec.n_chans:
+        return rec
+    return Recording(
+        data=rec.data[keep],
+        sfreq=rec.sfreq,
+        ch_names=[rec.ch_names[i] for i in keep],
+        ch_types=[rec.ch_types[i] for i in keep],
+        ch_pos=None if rec.ch_pos is None else rec.ch_pos[keep],
+        annotations=rec.annotations,
+        patient_id=rec.patient_id,
+        recording_id=rec.recording_id,
+        sha256=rec.sha256,
+        source=rec.source,
+        modality=rec.modality,
+        meas_date=rec.meas_date,
+        extra=rec.extra,
+    )
+
+
 @lru_cache(maxsize=1)
 def positions_1020() -> dict[str, np.ndarray]:
     """Head-frame positions (metres) of the 10-20 electrodes from MNE's template montage."""

@@ -154,6 +154,7 @@ def process_recording(
     ``fixed`` labels every epoch (file-level labels, :func:`file_labels`), over annotated ones.
     """
     path = pipe["path"]
+    rec = montage.pick_channels(rec, pipe.get("picks") or (), pipe.get("exclude") or ())
     if path == "eeg":
         rec = montage.standardize(rec, pipe.get("channels") or None, pipe["min_electrodes"])
     elif path == "ieeg":

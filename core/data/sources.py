@@ -30,9 +30,13 @@ def identity(cfg: dict[str, Any]) -> dict[str, Any]:
 
         ident.update({k: data.get(k) for k in ("demo_patients", "demo_minutes", "demo_seed")})
         ident["demo_version"] = VERSION
+    pipe = {k: v for k, v in (cfg.get("pipeline") or {}).items()}
+    for key in ("picks", "exclude"):  # unset channel picks leave earlier shards' identity as is
+        if not pipe.get(key):
+            pipe.pop(key, None)
     return {
         "data": ident,
-        "pipeline": {**cfg.get("pipeline", {}), "sleep_stager": _stager(cfg)},
+        "pipeline": {**pipe, "sleep_stager": _stager(cfg)},
         "reader": cfg.get("reader") or {"name": "mne"},
     }
 

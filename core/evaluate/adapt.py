@@ -257,6 +257,11 @@ def train_classifier(
     from efm.evaluate.metrics import balanced_accuracy, confusion
     from efm.train.optim import lr_factor
 
+    if len(val) == 0:
+        raise EfmError(
+            "fine-tuning needs validation subjects for early stopping: a fold has a single "
+            "training subject (use fewer folds or more subjects)"
+        )
     device = device_of()
     model = model.to(device)
     k = int(y.max()) + 1

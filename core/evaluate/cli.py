@@ -174,6 +174,20 @@ def evaluate_task(
     return result
 
 
+def _run_config_of(checkpoint: Path) -> dict[str, Any] | None:
+    """The config of the run a checkpoint belongs to (for the pretraining corpus), if found."""
+    import yaml
+
+    for folder in (checkpoint, *checkpoint.parents[:3]):
+        path = folder / "config.yaml"
+        if path.is_file():
+            try:
+                return yaml.safe_load(path.read_text(encoding="utf-8"))  # type: ignore[no-any-return]
+            except yaml.YAMLError:
+                return None
+    return None
+
+
 def _concat(a: Any, b: Any) -> Any:
     from efm.evaluate.taskdata import TaskData
 
@@ -211,6 +225,8 @@ def cli(argv: list[str]) -> int:
     cfg = load_config(args.run_dir, rest)
     run_cfg = cfg if run_dir is not None else None
     checkpoint = checkpoint_of(args, run_dir)
+    if run_cfg is None and checkpoint is not None:  # RUN/checkpoints/step-N: the run's config
+        run_cfg = _run_config_of(checkpoint)
     base = run_dir or Path("runs") / f"eval-{cfg['recipe']}"
     out = Path(own["out"]) if "out" in own else fresh_dir(base / "eval" / own["task"])
     where = own.get("data.root")

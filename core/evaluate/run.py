@@ -135,13 +135,17 @@ def cli(argv: list[str]) -> int:
     p.add_argument("--random-init", action="store_true", help="probe the untrained encoder")
     p.add_argument("overrides", nargs="*", metavar="recipe=NAME key=value")
     args = p.parse_intermixed_args(_shortcuts(argv))  # overrides before or after flags
+    own: dict[str, Any] | None = None
     if args.run_dir and not any(o.startswith("recipe=") for o in args.overrides):
         import yaml
+
+        from efm.evaluate.cli import load_config
 
         path = Path(args.run_dir) / "config.yaml"
         if not path.is_file():
             raise UsageError(f"{args.run_dir} has no config.yaml: is it an efm run directory?")
-        cfg = validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+        own = validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+        cfg = load_config(args.run_dir, args.overrides)  # data.root=... points it at new data
     elif args.overrides:
         cfg = compose(args.overrides)
     else:
@@ -163,6 +167,13 @@ def cli(argv: list[str]) -> int:
             )
     shards = Path(ensure_shards(cfg))
     name = "random_init" if args.random_init else "pretrained"
+    from efm.data.sources import config_hash
+
+    if own is not None and config_hash(own) != config_hash(cfg):  # other data: its own folder
+        from efm.evaluate.cli import fresh_dir
+
+        run_dir = fresh_dir(run_dir / "probe" / config_hash(cfg))
+        sys.stdout.write(f"probing other data than the run's: writing {run_dir}\n")
     result = probe(cfg, shards, run_dir, checkpoint, name)
     from efm.evaluate.report import write_report
 

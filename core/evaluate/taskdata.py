@@ -30,7 +30,9 @@ from efm.interfaces import Recording
 
 log = logging.getLogger("efm.evaluate.taskdata")
 
-PIPELINE_KEYS = ("path", "sfreq", "l_freq", "h_freq", "notch", "regions", "min_electrodes")
+PIPELINE_KEYS = (
+    "path", "sfreq", "l_freq", "h_freq", "notch", "regions", "min_electrodes", "picks", "exclude",
+)  # fmt: skip
 CACHE_VERSION = 1
 
 
@@ -238,34 +240,13 @@ def epochs_of(
 
 
 # -- channels and conditioning ---------------------------------------------------------------------
-def pick_channels(rec: Recording, task: Task) -> Recording:
-    """Drop the task's excluded names and the types it does not pick."""
-    drop = {n.lower() for n in task.exclude}
-    keep = [
-        i
-        for i, (n, t) in enumerate(zip(rec.ch_names, rec.ch_types))
-        if n.lower() not in drop and (not task.picks or t in task.picks)
-    ]
-    if not keep:
-        raise EfmError(f"{rec.source}: no channel left after picks {task.picks} / exclude")
-    if len(keep) == rec.n_chans:
-        return rec
-    pos = rec.ch_pos[keep] if rec.ch_pos is not None else None
-    return Recording(
-        data=rec.data[keep],
-        sfreq=rec.sfreq,
-        ch_names=[rec.ch_names[i] for i in keep],
-        ch_types=[rec.ch_types[i] for i in keep],
-        ch_pos=pos,
-        annotations=rec.annotations,
-        patient_id=rec.patient_id,
-        recording_id=rec.recording_id,
-        sha256=rec.sha256,
-        source=rec.source,
-        modality=rec.modality,
-        meas_date=rec.meas_date,
-        extra=rec.extra,
-    )
+def pick_channels(rec: Recording, task: Task, pipe: dict[str, Any] | None = None) -> Recording:
+    """The task's picks and excluded names, then the recipe's (:func:`efm.data.montage.pick_channels`)."""
+    from efm.data import montage
+
+    rec = montage.pick_channels(rec, task.picks, task.exclude)
+    pipe = pipe or {}
+    return montage.pick_channels(rec, pipe.get("picks") or (), pipe.get("exclude") or ())
 
 
 def condition_recording(rec: Recording, pipe: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
@@ -303,6 +284,20 @@ def condition_recording(rec: Recording, pipe: dict[str, Any]) -> tuple[np.ndarra
         "ch_pos": pos,
         "modality": rec.modality,
     }
+
+
+def _same_channels(names: list[str], ref: list[str]) -> list[int] | None:
+    """Indices that put ``names`` in ``ref``'s order when both name the same electrodes (10-20
+    aliases and prefixes such as ``EEG Fp1-REF`` / ``Fp1`` agree), else None."""
+    from efm.data.montage import canonical
+
+    def key(n: str) -> str:
+        return canonical(n) or n.strip().lower()
+
+    pos = {key(n): i for i, n in enumerate(names)}
+    if len(pos) != len(names) or sorted(pos) != sorted(key(n) for n in ref):
+        return None
+    return [pos[key(n)] for n in ref]
 
 
 # -- files, cache, assembly ------------------------------------------------------------------------
@@ -365,7 +360,7 @@ def cache_key(task: Task, files: list[tuple[Path, str]], pipe: dict[str, Any], r
     ident = {
         "version": CACHE_VERSION,
         "task": task.identity(),
-        "files": [[rel, p.stat().st_size] for p, rel in files],
+        "files": [[rel, p.stat().st_size, p.stat().st_mtime_ns] for p, rel in files],
         "pipeline": {k: pipe.get(k) for k in PIPELINE_KEYS},
         "reader": reader,
     }
@@ -419,15 +414,18 @@ def load(
             found |= seen
             if y.size == 0:
                 continue
-            rec = pick_channels(rec, task)
+            rec = pick_channels(rec, task, pipe)
             data, m = condition_recording(rec, pipe)  # [C, T'] volts
             if meta is None:
                 meta = m
             elif m["ch_names"] != meta["ch_names"]:
-                raise EfmError(
-                    f"{rel}: channels {m['ch_names'][:4]}... differ from the task's first "
-                    f"recording ({meta['ch_names'][:4]}...); pick a common set (task picks)"
-                )
+                order = _same_channels(m["ch_names"], meta["ch_names"])
+                if order is None:
+                    raise EfmError(
+                        f"{rel}: channels {m['ch_names'][:4]}... differ from the task's first "
+                        f"recording ({meta['ch_names'][:4]}...); pick a common set (task picks)"
+                    )
+                data = data[order]  # the first recording's channel order
             first = np.round(starts * float(pipe["sfreq"])).astype(int)
             ok = first + n_t <= data.shape[1]
             first, starts, y = first[ok], starts[ok], y[ok]

@@ -7,7 +7,7 @@ party's (``efm_register_tasks``), and the small reader of the Bonn segments they
 - ``eegbci-imagery`` / ``eegbci-left-right``: PhysioNet EEG Motor Movement/Imagery (Schalk et al.
   2004), imagery runs 4/8/12, event-locked 4 s epochs from the EDF+ annotations (T0 rest,
   T1 left fist, T2 right fist), subject = the folder (``S001``); without ``data.root`` the data
-  comes from ``mne.datasets.eegbci``.
+  comes from ``mne.datasets.eegbci``. ``eegbci-rest-left-right`` is the three-class task.
 - ``bonn-seizure``: Bonn segments (Andrzejak et al. 2001), set E (ictal) vs sets A-D; segments are
   not mapped to subjects, so every segment is its own group and no subject-level split is possible.
 - ``demo-seizure``: seizure vs background on efm's embedded demo corpus (taxonomy labels).
@@ -73,6 +73,12 @@ def tasks():
             classes=["left", "right"],
             label_map={"T1": "left", "T2": "right"},
             description="EEGBCI runs 4/8/12: imagined left (T1) vs right (T2) fist, 4 s epochs",
+            **eegbci,  # type: ignore[arg-type]
+        ),
+        "eegbci-rest-left-right": Task(
+            classes=["rest", "left", "right"],
+            label_map={"T0": "rest", "T1": "left", "T2": "right"},
+            description="EEGBCI runs 4/8/12: rest, left fist, right fist (three classes), 4 s",
             **eegbci,  # type: ignore[arg-type]
         ),
         "bonn-seizure": Task(

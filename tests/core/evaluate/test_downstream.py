@@ -108,10 +108,24 @@ def test_csv_sidecar_and_subject_rules(real_data, cfg, tmp_path):
     assert taskdata.subject_of("S001/S001R04.edf", "parent") == "S001"
 
 
-def test_channel_picks_drop_ecg_and_reference(eegmat):
-    assert len(eegmat.ch_names) == 4  # the fixture's own pick; the task's below
+def test_channel_picks_drop_ecg_and_reference(real_data, cfg):
+    from efm import registry
+    from efm.data import montage
+    from efm.data.sources import identity
+
+    rec = registry.create("readers", "mne").read(real_data / "eegmat" / "Subject00_1.edf")
+    assert {"ECG ECG", "EEG A2-A1"} <= set(rec.ch_names) and rec.n_chans == 21
     t = get("eegmat-arithmetic")
-    assert {"ECG ECG", "EEG A2-A1"} <= set(t.exclude)
+    picked = taskdata.pick_channels(rec, t)
+    assert picked.n_chans == 19 and not {"ECG ECG", "EEG A2-A1"} & set(picked.ch_names)
+    np.testing.assert_array_equal(
+        picked.data, rec.data[[rec.ch_names.index(n) for n in picked.ch_names]]
+    )
+    by_type = montage.pick_channels(rec, ["eeg"], ["eeg a2-a1"])  # ECG by its name's type
+    assert by_type.ch_names == picked.ch_names
+    assert "picks" not in identity(cfg)["pipeline"]  # unset picks leave the shards' identity
+    c = compose(["recipe=diver1-EEG", "pipeline.picks=[eeg]"])
+    assert identity(c)["pipeline"]["picks"] == ["eeg"]
 
 
 # -- splits and leakage ----------------------------------------------------------------------------
@@ -225,6 +239,14 @@ def test_lora_trains_only_the_adapters(eegmat, cfg):
     changed = {n for n, p in model.named_parameters() if not torch.equal(p.detach(), before[n])}
     assert changed and changed <= trainable
     assert any("lora_B" in n for n in changed)
+    # Hiera (EPI-250k): adapters on qkv, attention and MLP projections; the rest frozen
+    hcfg = compose(["recipe=epi250k"])
+    x = np.zeros((2, 8, 7500), dtype=np.float16)
+    hiera = adapt.Classifier(adapt.build_encoder(hcfg, x, 250.0, None, 0), 2)
+    targets = adapt.add_lora(hiera, FinetuneConfig())
+    assert {"blocks.0.attn.qkv", "blocks.0.attn.proj", "blocks.0.mlp.fc1"} <= set(targets)
+    trainable = [n for n, p in hiera.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n or n.startswith("head.") for n in trainable)
 
 
 def test_eegnet_without_braindecode_is_efms_own(monkeypatch):
@@ -277,3 +299,82 @@ def test_results_json_validates_against_its_schema(eegmat, tmp_path, capsys, mon
     code = main(["eval", "recipe=diver1-EEG", "task=eegmat-arithmetic", f"data.root={src}",
                  "--random-init", "eval.test_subjects=[S999]"])  # fmt: skip
     assert code == 2 and "absent from the data" in capsys.readouterr().err
+
+
+def test_fixed_test_folder_and_loso(real_data, cache, cfg, tmp_path):
+    """eval.test_root: a separate folder is the test set; LOSO holds out each subject once."""
+    from efm.evaluate.cli import evaluate_task
+
+    base = real_data / "eegmat"
+    train = _link(
+        tmp_path / "a",
+        [base / f"Subject{i:02d}_{k}.edf" for i in (6, 7, 8, 9) for k in (1, 2)],
+        base,
+    )
+    test = _link(
+        tmp_path / "b", [base / f"Subject{i:02d}_{k}.edf" for i in (10, 11) for k in (1, 2)], base
+    )
+    c = compose(["recipe=diver1-EEG", "eval.baselines=[bandpower-logreg]", "eval.modes=[]",
+                 "eval.seeds=2", f"eval.test_root={test}"])  # fmt: skip
+    res = evaluate_task(
+        c, "eegmat-arithmetic", None, tmp_path / "ev", str(train), say=lambda s: None
+    )
+    assert res["split"]["protocol"] == "fixed" and res["split"]["test_subjects"] == [
+        "Subject10",
+        "Subject11",
+    ]
+    n_test = len(taskdata.load(get("eegmat-arithmetic"), c, test))
+    assert res["n_subjects"] == 6 and res["rows"][0]["per_seed"][0]["n_test"] == n_test > 90
+    assert set(res["rows"][0]["per_subject"]) == {"Subject10", "Subject11"}
+    c = compose(["recipe=diver1-EEG", "eval.baselines=[bandpower-logreg]", "eval.modes=[]",
+                 "eval.seeds=1", "eval.split=loso"])  # fmt: skip
+    res = evaluate_task(
+        c, "eegmat-arithmetic", None, tmp_path / "ev2", str(train), say=lambda s: None
+    )
+    assert res["split"]["protocol"] == "loso" and res["split"]["folds"] == 4
+    assert res["rows"][0]["per_seed"][0]["n_test"] == res["n_epochs"]
+
+
+def test_bids_events_tsv_labels_and_entities(real_data, cfg, tmp_path):
+    src = real_data / "eegbci" / "S019" / "S019R08.edf"
+    folder = tmp_path / "bids" / "sub-19" / "ses-2" / "eeg"
+    folder.mkdir(parents=True)
+    (folder / "sub-19_ses-2_task-mi_eeg.edf").symlink_to(src)
+    (folder / "sub-19_ses-2_task-mi_events.tsv").write_text(
+        "onset\tduration\ttrial_type\n10.0\t4.0\tleft\n30.5\t4.0\tright\n50.0\tn/a\tleft\n"
+    )
+    task = Task(labels="events.tsv", classes=["left", "right"], epochs="events", epoch_s=4.0,
+                label_map={"left": "left", "right": "right"}, subject="bids", session="bids",
+                glob="**/*.edf", name="bids-mi")  # fmt: skip
+    d = taskdata.load(task, cfg, tmp_path / "bids", cache=False)
+    np.testing.assert_allclose(d.start_s, [10.0, 30.5, 50.0])
+    assert d.y.tolist() == [0, 1, 0]
+    assert set(d.subject) == {"sub-19"} and set(d.session) == {"ses-2"}
+    from efm import registry
+
+    rec = registry.create("readers", "mne").read(src)
+    sig, _ = taskdata.condition_recording(rec, cfg["pipeline"])  # volts at 500 Hz
+    i = round(30.5 * d.sfreq)  # the epoch is the conditioned signal from the onset on
+    assert d.x.shape == (3, 64, 2000)
+    np.testing.assert_allclose(
+        d.x[1].astype(np.float32), sig[:, i : i + 2000] * 1e6, rtol=2e-3, atol=0.05
+    )
+
+
+def test_three_classes_in_one_task(real_data, cache, cfg, tmp_path):
+    """rest / left / right as one task: one-vs-rest AUROC and a 3 x 3 confusion matrix."""
+    base = real_data / "eegbci"
+    files = [
+        base / s / f"{s}R{r:02d}.edf" for s in ("S020", "S021", "S022", "S023") for r in (4, 8)
+    ]
+    root = _link(tmp_path / "d", files, base)
+    task = get("eegbci-rest-left-right")
+    d = taskdata.load(task, cfg, root)
+    assert d.classes == ["rest", "left", "right"] and set(np.unique(d.y)) == {0, 1, 2}
+    plan = downstream.Plan(modes=[], seeds=1, folds=2, baselines=["bandpower-logreg"])
+    res = downstream.run_task(cfg, task, d, plan, None, tmp_path / "o", say=lambda s: None)
+    row = res["rows"][0]
+    assert np.asarray(row["confusion"]).shape == (3, 3) and np.sum(row["confusion"]) == len(d)
+    assert 0 <= row["metrics"]["auroc"]["mean"] <= 1 and np.isfinite(
+        row["metrics"]["auprc"]["mean"]
+    )
