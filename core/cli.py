@@ -7,7 +7,10 @@
 ``efm list [kind] [glob]``               registered components
 ``efm plugins``                          loaded plugins as JSON
 ``efm cp recipe=NAME PATH``              copy a recipe to edit it
+``efm eval --run-dir RUN task=NAME``      downstream tasks (``efm list tasks``), every row
+``efm embed --run-dir RUN task=NAME out=FILE``  embeddings with their metadata
 ``efm mup-check``                        muP coordinate check plot
+``efm scale recipe=NAME sweep.sizes=[..]``  scaling-law sweep, fits and report (``--plan C=1e18``)
 
 Overrides and flags mix in any order (``efm run recipe=epi250k --dry-run train.steps=5``).
 Errors that users can cause (:class:`efm.errors.EfmError`) print ``error: ...`` (a config error one
@@ -36,12 +39,18 @@ log = logging.getLogger("efm.cli")
 EXTERNAL = {
     "prepare": "efm.data.prepare:cli",
     "probe": "efm.evaluate.run:cli",
+    "eval": "efm.evaluate.cli:cli",
+    "embed": "efm.evaluate.cli:cli_embed",
     "mup-check": "efm.train.mup_check:cli",
+    "scale": "efm.scale.cli:cli",
 }
 EXTERNAL_HELP = {
     "prepare": "recordings on disk to WebDataset shards (without training)",
     "probe": "linear probes of a run's frozen encoder, into its report",
+    "eval": "downstream tasks: pretrained vs random init vs baselines, on identical splits",
+    "embed": "embeddings of a checkpoint with subject, recording, start and label",
     "mup-check": "muP coordinate-check plot of a backbone",
+    "scale": "scaling-law sweeps: sizes x data x epochs, fits, IsoLoss, --plan C=FLOPS",
 }
 
 
@@ -221,8 +230,13 @@ def _run_epilog(command: str) -> str:
         "                 (train.run_dir=DIR chooses it; the same command resumes the same run):",
         "                 config.yaml, provenance.json, metrics.csv, tensorboard/, checkpoints/,",
         "                 figures/, embeddings/, report.md and report.json",
-        "  prepared data  ${EFM_CACHE:-~/.cache/efm}/shards/ (data.out=DIR chooses it);",
+        "  prepared data  ${EFM_CACHE:-~/.cache/efm}/shards/<hash>/ (data.out=DIR chooses it),",
+        "                 shared by recipes with the same data settings;",
         "                 the demo corpus under ${EFM_CACHE:-~/.cache/efm}/demo/",
+        "",
+        "runs: train.threads=N sets PyTorch's CPU threads (default: OMP_NUM_THREADS, else one per",
+        "core); Ctrl-C or SIGTERM saves a checkpoint of the current step, and the same command",
+        "resumes from it",
         "",
         "examples:",
         f"  efm {command} recipe=epi250k                        the demo profile, embedded corpus",
@@ -287,7 +301,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("overrides", nargs="*", metavar="recipe=NAME key=value ~key")
     s.set_defaults(func=cmd_validate)
     s = sub.add_parser("list", help="list registered components", parents=[common])
-    s.add_argument("kind", nargs="?", help="readers, tokenizers, backbones, objectives or recipes")
+    s.add_argument(
+        "kind", nargs="?", help="readers, tokenizers, backbones, objectives, recipes or tasks"
+    )
     s.add_argument("pattern", nargs="?", default="*", help="glob, e.g. 'hiera*'")
     s.set_defaults(func=cmd_list)
     s = sub.add_parser("plugins", help="loaded plugins as JSON", parents=[common])
@@ -368,9 +384,9 @@ def main(argv: list[str] | None = None) -> int:
         msg = " ".join(str(exc).split("\n"))
         print(f"error: {msg}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # a training loop saved a checkpoint first (efm.train.loop)
         print("interrupted", file=sys.stderr)
-        return 130
+        return 128 + int(getattr(exc, "signum", 2))
     except BrokenPipeError:  # `efm plugins | head`
         sys.stderr.close()
         return 0

@@ -80,3 +80,22 @@ def efm_register_recipes(register: Any) -> None:
     ``objective``, ``optim``, ``train``, ``eval`` and ``data``; components are named by their registered
     names (``backbone: {name: hiera_base, drop_path_rate: 0.1}``).
     """
+
+
+@hookspec
+def efm_register_tasks(register: Any) -> None:
+    """Register downstream evaluation tasks (``efm eval task=NAME``, ``efm list tasks``).
+
+    Call ``register(name, task, aliases=(), description="")`` where ``task`` is an
+    :class:`efm.evaluate.task.Task` (or a mapping of its fields): where the recordings are, how
+    epochs get labels (file names, annotations, BIDS ``events.tsv``, a CSV sidecar), the epoch
+    length, how subjects are identified, the split protocol and the channel picks. Test it with
+    :class:`efm.testing.TaskSuite`.
+
+    Example::
+
+        @efm.hookimpl
+        def efm_register_tasks(register):
+            register("my-imagery", Task(labels="annotations", classes=["rest", "move"],
+                     label_map={"T0": "rest", "T1": "move"}, epoch_s=4.0, epochs="events"))
+    """

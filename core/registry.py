@@ -21,13 +21,14 @@ from efm.errors import PluginError, UnknownNameError
 
 log = logging.getLogger("efm.registry")
 
-KINDS = ("readers", "tokenizers", "backbones", "objectives", "recipes")
+KINDS = ("readers", "tokenizers", "backbones", "objectives", "recipes", "tasks")
 SINGULAR = {
     "readers": "reader",
     "tokenizers": "tokenizer",
     "backbones": "backbone",
     "objectives": "objective",
     "recipes": "recipe",
+    "tasks": "task",
 }
 # recipe nodes that name a component, and the registry kind that provides it
 COMPONENT_NODES = {
@@ -179,6 +180,7 @@ META_KEYS: dict[str, tuple[str, ...]] = {
     "backbones": ("description", "family", "accepts"),
     "objectives": ("description", "accepts"),
     "recipes": ("description",),
+    "tasks": ("description",),
 }
 
 META_VALUES: dict[str, tuple[str, ...]] = {

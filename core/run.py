@@ -20,6 +20,13 @@ from efm.errors import UsageError
 log = logging.getLogger("efm.run")
 
 
+class _SkippedOnce(logging.Filter):
+    """Drops the probes' "skipped" warnings: the run's summary states each skipped task once."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "skipped" not in record.getMessage()
+
+
 def _say(line: str) -> None:
     """One line of the run's own output; under torchrun, rank 0's only."""
     from efm.train.distributed import is_main
@@ -40,6 +47,10 @@ def header(cfg: dict[str, Any]) -> list[str]:
         )
     else:
         source = f"recordings under {data['root']}"
+        if profile == "full":  # data.root switches the sizes: say so, and how to keep the demo's
+            source += (
+                " (data.root selects the full profile; data.profile=demo keeps the demo sizes)"
+            )
     names = [
         str((cfg.get(n) or {}).get("name")) for n in ("representation", "backbone", "objective")
     ]
@@ -49,6 +60,42 @@ def header(cfg: dict[str, Any]) -> list[str]:
         f"model: {' -> '.join(names)}; {t['steps']} steps of batch {t['batch_size']}; "
         f"probes: {', '.join(cfg['eval']['tasks'])}",
     ]
+
+
+def first_lines(cfg: dict[str, Any], run_dir: Path) -> list[str]:
+    """Compute (device, threads), where results go, and how long the run is expected to take."""
+    import torch
+
+    from efm.train.loop import ABSURD_CPU_S, configure_threads
+
+    t = cfg["train"]
+    cuda = torch.cuda.is_available()
+    compute = f"CUDA ({torch.cuda.get_device_name(0)})" if cuda else "CPU"
+    lines = [
+        f"compute: {compute}, {configure_threads(t)}",
+        f"results: {run_dir} (report.md, figures/, checkpoints/, tensorboard/; "
+        "Ctrl-C saves a checkpoint, the same command resumes)",
+    ]
+    profile = (cfg.get("data") or {}).get("profile")
+    if not cuda and profile == "full":
+        lines.append(
+            f"warning: profile 'full' is the paper's configuration ({t['steps']} steps of batch "
+            f"{t['batch_size']}), meant for GPUs: on a CPU it would take far more than "
+            f"{ABSURD_CPU_S // 3600} h; data.profile=demo runs on a CPU"
+        )
+    lines.append(
+        "time: estimated after the first pretraining steps (progress bars show rate and ETA)"
+    )
+    return lines
+
+
+def loss_line(losses: dict[str, float], cfg: dict[str, Any]) -> str:
+    """The first and last logged loss (each the mean over a log interval), as the report has them."""
+    return (
+        f"loss {losses['first_loss']:.4g} (step {losses['first_step']:.0f}) -> "
+        f"{losses['last_loss']:.4g} (step {losses['last_step']:.0f}), each the mean over "
+        f"{cfg['train']['log_every']} steps"
+    )
 
 
 def run(cfg: dict[str, Any]) -> int:
@@ -63,27 +110,29 @@ def run(cfg: dict[str, Any]) -> int:
 
     require_assembly(cfg)  # every assembly problem now, before any data is prepared
     check_batch(cfg)  # the global batch splits over the processes
-    lines = header(cfg)
+    run_dir = default_run_dir(cfg)
+    lines = header(cfg) + first_lines(cfg, run_dir)
     for line in lines:
         _say(line)
     times: dict[str, float] = {}
     t0 = time.perf_counter()
-    shards = Path(ensure_shards(cfg))
+    shards = Path(ensure_shards(cfg, progress=bool(cfg["train"].get("progress", True))))
     times["prepare_s"] = time.perf_counter() - t0
     from efm.train.loader import read_manifest
 
     manifest = read_manifest(shards)
     _say(f"data: {manifest.get('n_epochs')} epochs in {len(manifest['urls'])} shard(s) at {shards}")
-    run_dir = default_run_dir(cfg)
-    _say(f"run directory: {run_dir}")
 
     t0 = time.perf_counter()
     result = pretrain(cfg, shards, run_dir)
     times["pretrain_s"] = time.perf_counter() - t0
+    from efm.train.rundir import Metrics, loss_summary
+
+    losses = loss_summary(Metrics.read_csv(run_dir / "metrics.csv"))
     if result.losses:
         _say(
-            f"pretrained steps {result.start_step}..{result.steps}: loss {result.losses[0]:.4g} -> "
-            f"{result.losses[-1]:.4g}, {result.samples_per_s:.1f} samples/s"
+            f"pretrained steps {result.start_step}..{result.steps}: {loss_line(losses, cfg)}, "
+            f"{result.samples_per_s:.1f} samples/s"
         )
     else:
         _say(f"pretraining already complete ({result.steps} steps); reusing {result.checkpoint}")
@@ -95,17 +144,22 @@ def run(cfg: dict[str, Any]) -> int:
         if torch.distributed.get_rank() != 0:
             return 0
     t0 = time.perf_counter()
-    pretrained = probe(cfg, shards, run_dir, result.checkpoint, "pretrained")
-    baseline = probe(cfg, shards, run_dir, None, "random_init")
+    # a task without labels is skipped for both encoders: said once, in the summary below
+    quiet = _SkippedOnce()
+    probe_log = logging.getLogger("efm.evaluate.probe")
+    probe_log.addFilter(quiet)
+    try:
+        pretrained = probe(cfg, shards, run_dir, result.checkpoint, "pretrained")
+        baseline = probe(cfg, shards, run_dir, None, "random_init")
+    finally:
+        probe_log.removeFilter(quiet)
     times["probe_s"] = time.perf_counter() - t0
     for line in summary_lines(pretrained["tasks"]):
         _say(line)
-    for line in summary_lines(baseline["tasks"]):
+    probed = {k: v for k, v in baseline["tasks"].items() if "skipped" not in v}
+    for line in summary_lines(probed):
         _say("baseline (random-init encoder) " + line)
 
-    from efm.train.rundir import Metrics
-
-    rows = Metrics.read_csv(run_dir / "metrics.csv")
     report = {
         "recipe": cfg.get("recipe"),
         "header": lines,
@@ -114,8 +168,8 @@ def run(cfg: dict[str, Any]) -> int:
             "start_step": result.start_step,
             "steps_run": len(result.losses),
             "batch_size": cfg["train"]["batch_size"],
-            "first_loss": rows[0]["loss"] if rows else float("nan"),
-            "last_loss": rows[-1]["loss"] if rows else float("nan"),
+            **losses,
+            "loss_definition": f"mean over each interval of {cfg['train']['log_every']} steps",
             "samples_per_s": result.samples_per_s,
             "checkpoint": str(result.checkpoint),
         },
@@ -124,9 +178,33 @@ def run(cfg: dict[str, Any]) -> int:
         "times": times,
         "shards": str(shards),
     }
+    report["downstream"] = downstream_tasks(cfg, run_dir, result.checkpoint)
     md, _ = write_report(run_dir, report)
     _say(f"report: {md}")
     return 0
+
+
+def downstream_tasks(cfg: dict[str, Any], run_dir: Path, checkpoint: Path) -> dict[str, Any]:
+    """``efm eval`` for each registered task named in ``eval.tasks`` (data: the task's own root or
+    fetcher, else the run's ``data.root``); a task that cannot run is reported, not fatal."""
+    from efm.errors import EfmError
+    from efm.evaluate.cli import evaluate_task, fresh_dir
+    from efm.evaluate.task import split_names
+
+    out: dict[str, Any] = {}
+    for name in split_names(list(cfg["eval"]["tasks"]))[1]:
+        where = fresh_dir(run_dir / "eval" / name)
+        try:
+            from efm.evaluate.task import get
+
+            task = get(name)
+            root = None if (task.root or task.fetch) else (cfg.get("data") or {}).get("root")
+            res = evaluate_task(cfg, name, checkpoint, where, root, run_cfg=cfg, say=_say)
+            out[name] = {"results": str(where / "results.json"), "summary": res["summary"]}
+        except EfmError as exc:
+            _say(f"task {name}: skipped ({exc})")
+            out[name] = {"skipped": str(exc)}
+    return out
 
 
 def cli_pretrain(argv: list[str]) -> int:

@@ -37,6 +37,7 @@ def core_schemas() -> dict[str, type]:
     """The schemas of the non-component nodes, owned by the modules that read them."""
     from efm.data.config import DataConfig, PipelineConfig
     from efm.evaluate.config import EvalConfig
+    from efm.scale.config import SweepConfig
     from efm.train.config import OptimConfig, TrainConfig
 
     return {
@@ -45,6 +46,7 @@ def core_schemas() -> dict[str, type]:
         "optim": OptimConfig,
         "train": TrainConfig,
         "eval": EvalConfig,
+        "sweep": SweepConfig,
     }
 
 
@@ -58,6 +60,7 @@ NODES = (
     "optim",
     "train",
     "eval",
+    "sweep",
 )
 
 
@@ -317,6 +320,14 @@ def _data_patterns(cfg: dict[str, Any]) -> list[str]:
     except re.error as exc:
         return [f"data.patient_regex={rx!r}: not a regular expression ({exc})"]
     return []
+
+
+@checker("sweep", "backbone")
+def _sweep(cfg: dict[str, Any]) -> list[str]:
+    """The ``sweep`` node's values are in range and its sizes exist (``efm scale``)."""
+    from efm.scale.config import problems
+
+    return problems(cfg)
 
 
 @checker(paths=True)

@@ -26,16 +26,28 @@ def eegmat(real_data: Path) -> Path:
 
 
 def test_diver1_eeg_probes_arithmetic_on_eegmat(
-    eegmat: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+    eegmat: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     monkeypatch.setenv("EFM_CACHE", str(tmp_path / "cache"))
     run_dir = tmp_path / "run"
+    data = tmp_path / "eegmat8"  # the 8 subjects, for pretraining and the downstream task
+    data.mkdir()
+    for s in SUBJECTS:
+        for k in (1, 2):
+            (data / f"{s}_{k}.edf").symlink_to(eegmat / f"{s}_{k}.edf")
     code = main(
         [
             "run",
             "recipe=diver1-EEG",
-            f"data.root={eegmat}",
-            "data.glob=Subject0[0-7]_*.edf",
+            f"data.root={data}",
+            "eval.tasks=[seizure,arithmetic,eegmat-arithmetic]",  # corpus probes + a task
+            "eval.modes=[linear]",
+            "eval.baselines=[bandpower-logreg]",
+            "eval.folds=4",
             "backbone.name=moirai_test",  # keeps the recipe's 1 s patches (patch_len 500)
             "train.steps=2",
             "train.batch_size=4",
@@ -45,9 +57,13 @@ def test_diver1_eeg_probes_arithmetic_on_eegmat(
             f"train.run_dir={run_dir}",
         ]
     )
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
     assert code == 0, out
     assert "probe seizure: skipped" in out  # EEGMAT has no seizure labels: a notice, no crash
+    logged = [r.getMessage() for r in caplog.records if r.name.startswith("efm")]
+    said = "\n".join([out, captured.err, *logged]).lower()
+    assert said.count("seizure: skipped") + said.count("seizure skipped") == 1, said  # once
     report = json.loads((run_dir / "report.json").read_text())
     for name in ("pretrained", "random_init"):
         r = report["encoders"][name]["tasks"]["arithmetic"]
@@ -92,6 +108,19 @@ def test_diver1_eeg_probes_arithmetic_on_eegmat(
     assert {k: arith["per_seed"][0][k] for k in want} == pytest.approx(want, abs=1e-6)
     epochs_per_class = np.asarray(arith["confusion"]).sum(axis=1)
     assert epochs_per_class[0] > 2 * epochs_per_class[1] > 0  # ~180 s rest vs 60 s arithmetic
+
+    # the downstream task at the end of the run: its test recordings are the pretraining corpus,
+    # which the leakage audit counts and the table flags
+    res = json.loads((run_dir / "eval" / "eegmat-arithmetic" / "results.json").read_text())
+    assert res["n_subjects"] == 8 and res["split"]["protocol"] == "kfold"
+    assert res["leakage"]["test_in_pretraining"] == res["leakage"]["test_recordings"] == 16
+    rows = {(r["method"], r["mode"]): r for r in res["rows"]}
+    assert set(rows) == {("pretrained", "linear"), ("bandpower-logreg", "linear")}
+    assert (
+        rows["pretrained", "linear"]["flagged"]
+        and not rows["bandpower-logreg", "linear"]["flagged"]
+    )
+    assert "data.root selects the full profile" in out.splitlines()[0]
 
     md = (run_dir / "report.md").read_text()
     assert "| arithmetic | " in md and "| arithmetic (random-init encoder, baseline) | " in md

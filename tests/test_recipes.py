@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 
 import pytest
@@ -58,6 +59,18 @@ def test_epi250k_demo_end_to_end(demo_env, tmp_path, capsys):
         assert s["n_test"] > 0 and s["test_patients"]
     assert seizure["mean"]["kappa"] > 0.2 and seizure["mean"]["auroc"] > 0.7  # well above chance
     assert report["train"]["steps_run"] == 4
+    # the first lines say what runs, on what, where results go; console and report share the loss
+    assert out[2].startswith("compute: CPU,") and "thread" in out[2]
+    assert out[3].startswith(f"results: {run_dir}")
+    train = report["train"]
+    rows = list(csv.DictReader((run_dir / "metrics.csv").open()))
+    assert (train["first_step"], train["last_step"]) == (2, 4)
+    assert (train["first_loss"], train["last_loss"]) == (
+        float(rows[0]["loss"]),
+        float(rows[-1]["loss"]),
+    )
+    line = next(x for x in out if x.startswith("pretrained steps 0..4"))
+    assert f"loss {train['first_loss']:.4g} (step 2) -> {train['last_loss']:.4g} (step 4)" in line
     for rel in (
         "report.md",
         "config.yaml",

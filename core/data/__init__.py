@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ def ensure_shards(cfg: dict[str, Any], progress: bool = False) -> Path:
     cfg : dict
         A resolved config (``efm.config.compose``). With ``data.root`` null the embedded demo corpus
         is generated (cached) and prepared. The output is ``data.out`` or
-        ``${EFM_CACHE:-~/.cache/efm}/shards/<recipe>-<hash of data, pipeline and reader>``.
+        ``${EFM_CACHE:-~/.cache/efm}/shards/<hash of data, pipeline and reader>``.
     progress : bool
         Show a progress bar while preparing.
 
@@ -57,8 +58,8 @@ def ensure_shards(cfg: dict[str, Any], progress: bool = False) -> Path:
 
     if ready():
         return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(out.with_name(out.name + ".lock")):  # ranks of one job prepare only once
+    out.mkdir(parents=True, exist_ok=True)
+    with _locked(out):  # ranks of one job prepare only once
         if ready():
             return out
         summary = prepare(cfg, progress=progress)
@@ -75,15 +76,16 @@ def ensure_shards(cfg: dict[str, Any], progress: bool = False) -> Path:
 
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
-    """An exclusive advisory lock on ``path`` (POSIX ``flock``; a no-op where unavailable)."""
+    """An exclusive advisory lock on the directory ``path`` itself (POSIX ``flock``; a no-op where
+    unavailable): no lock file is left behind, whether the work succeeds or fails."""
     try:
         import fcntl
     except ImportError:  # pragma: no cover - Windows
         yield
         return
-    with open(path, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock

@@ -11,7 +11,8 @@ class DataConfig:
     """Where the recordings are and where prepared shards go.
 
     ``root`` None means the embedded demo corpus; ``profile`` ``auto`` picks ``demo`` without a root
-    and ``full`` with one. ``out`` None means ``${EFM_CACHE:-~/.cache/efm}/shards/<recipe>-<hash>``.
+    and ``full`` with one. ``out`` None means ``${EFM_CACHE:-~/.cache/efm}/shards/<hash>``, a hash of
+    what decides the shards, not the recipe's name: recipes with the same data settings share it.
     ``patient_regex`` is searched in each file's path relative to ``root`` (POSIX separators); its
     group ``patient`` (or the whole match) is the patient id used for patient-level splits. The
     default takes the file name up to its first ``_`` or ``.`` (``chb01_03.edf`` -> ``chb01``,

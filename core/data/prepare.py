@@ -73,8 +73,9 @@ def check_pipeline(pipe: dict[str, Any], file_labels: dict[str, Any] | None = No
     checks = [
         lambda: montage.load_regions(pipe["regions"]),
         lambda: taxonomy.load(pipe["taxonomy"]),
-        lambda: sleep.available(pipe["sleep_staging"]),
     ]
+    if pipe["path"] == "eeg":  # sleep staging runs on scalp EEG only: no notice for iEEG
+        checks.append(lambda: sleep.available(pipe["sleep_staging"]))
     for check in checks:
         try:
             check()

@@ -43,8 +43,11 @@ def _notice(msg: str) -> None:
         log.info(msg)
 
 
-def available(mode: str) -> str | None:
-    """The stager that ``mode`` resolves to here, or None when staging is skipped."""
+def available(mode: str, notice: bool = True) -> str | None:
+    """The stager that ``mode`` resolves to here, or None when staging is skipped.
+
+    ``notice``: say once per process that ``auto`` skips staging because YASA is missing.
+    """
     if mode not in MODES:
         raise ConfigError([f"pipeline.sleep_staging={mode!r}; options: {', '.join(MODES)}"])
     if mode == "none":
@@ -54,7 +57,8 @@ def available(mode: str) -> str | None:
             return "yasa"
         if mode == "yasa":
             raise EfmError("sleep staging 'yasa' needs the sleep extra: pip install 'efm[sleep]'")
-        _notice("sleep staging skipped: YASA is not installed (pip install 'efm[sleep]')")
+        if notice:
+            _notice("sleep staging skipped: YASA is not installed (pip install 'efm[sleep]')")
         return None
     if importlib.util.find_spec("gssc") is None:
         raise EfmError(

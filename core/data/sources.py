@@ -44,7 +44,7 @@ def _stager(cfg: dict[str, Any]) -> str | None:
     path = (cfg.get("pipeline") or {}).get("path", "eeg")
     try:
         return (
-            sleep.available((cfg.get("pipeline") or {}).get("sleep_staging", "auto"))
+            sleep.available((cfg.get("pipeline") or {}).get("sleep_staging", "auto"), notice=False)
             if (path == "eeg")
             else None
         )
@@ -58,11 +58,15 @@ def config_hash(cfg: dict[str, Any]) -> str:
 
 
 def out_dir(cfg: dict[str, Any]) -> Path:
-    """``data.out`` or ``${EFM_CACHE}/shards/<recipe>-<hash of data+pipeline+reader>``."""
+    """``data.out`` or ``${EFM_CACHE}/shards/<hash of data+pipeline+reader>``.
+
+    The name depends only on what decides the shards' contents (:func:`identity`), not on the
+    recipe's name: recipes with the same data settings share one prepared copy.
+    """
     out = cfg.get("data", {}).get("out")
     if out:
         return Path(out).expanduser()
-    return cache_dir() / "shards" / f"{cfg.get('recipe', 'recipe')}-{config_hash(cfg)}"
+    return cache_dir() / "shards" / config_hash(cfg)
 
 
 def claimed_extensions() -> dict[str, str]:

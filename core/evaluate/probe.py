@@ -141,6 +141,8 @@ def probe_tasks(
     x: np.ndarray, metas: list[dict[str, Any]], tasks: list[str], cfg: dict[str, Any]
 ) -> dict[str, Any]:
     """Run :func:`linear_probe` for each task that the data labels; skip (and say why) the rest."""
+    if cfg.get("probe", "logistic") != "logistic":  # the eval.probe key: the probe's classifier
+        raise EfmError(f"eval.probe={cfg.get('probe')!r}; options: logistic")
     groups_all = np.array([str(m.get("patient_id", "")) for m in metas])
     results: dict[str, Any] = {}
     for task in tasks:

@@ -12,8 +12,23 @@ import numpy as np
 log = logging.getLogger("efm.evaluate.report")
 
 
+SLEEP_STAGES = {0: "W", 1: "N1", 2: "N2", 3: "N3", 4: "REM"}
+
+
+def class_names(task: str, classes: list[Any]) -> list[str]:
+    """Readable names of a task's classes: sleep stages by name, a binary task's 0/1 as words."""
+    if task == "sleep_stage":
+        return [SLEEP_STAGES.get(int(c), str(c)) for c in classes]
+    if [int(c) for c in classes] == [0, 1]:
+        return [f"no {task}", task]
+    return [str(c) for c in classes]
+
+
 def confusion_plot(cm: list[list[int]], classes: list[Any], path: Path, title: str) -> Path:
-    """A confusion matrix (rows true, columns predicted), counts summed over seeds."""
+    """A confusion matrix (rows true, columns predicted), counts summed over seeds.
+
+    ``classes`` label the rows and columns (:func:`class_names` gives readable ones).
+    """
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -21,15 +36,16 @@ def confusion_plot(cm: list[list[int]], classes: list[Any], path: Path, title: s
 
     a = np.asarray(cm)
     fig, ax = plt.subplots(figsize=(3.2 + 0.4 * len(classes), 3 + 0.4 * len(classes)), dpi=100)
-    ax.imshow(a, cmap="Blues")
+    im = ax.imshow(a, cmap="Blues")
+    fig.colorbar(im, ax=ax, label="epochs", fraction=0.046, pad=0.04)
     for (i, j), v in np.ndenumerate(a):
         ax.text(
             j, i, str(v), ha="center", va="center", color="white" if v > a.max() / 2 else "black"
         )
     ax.set_xticks(range(len(classes)), [str(c) for c in classes])
     ax.set_yticks(range(len(classes)), [str(c) for c in classes])
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
     ax.set_title(title)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -100,7 +116,7 @@ def write_report(run_dir: Path, report: dict[str, Any]) -> tuple[Path, Path]:
                 name = f"confusion_{task}.png"
                 confusion_plot(
                     r["confusion"],
-                    r["classes"],
+                    class_names(task, r["classes"]),
                     run_dir / "figures" / name,
                     f"{task} (summed over seeds)",
                 )
@@ -113,4 +129,149 @@ def write_report(run_dir: Path, report: dict[str, Any]) -> tuple[Path, Path]:
     md.write_text("\n".join(lines), encoding="utf-8")
     js = run_dir / "report.json"
     js.write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
+    return md, js
+
+
+# -- efm eval: RUN/eval/<task>/results.json and report.md ------------------------------------------
+EVAL_COLUMNS = (
+    ("balanced_accuracy", "balanced acc."),
+    ("kappa", "Cohen's kappa"),
+    ("auroc", "AUROC"),
+    ("auprc", "AUPRC"),
+    ("f1", "weighted F1"),
+)
+
+
+def curves_plot(curves: list[dict[str, Any]], path: Path, title: str) -> Path:
+    """Fine-tuning curves: train and validation loss, validation balanced accuracy, per fit."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2), dpi=100)
+    for c in curves:
+        ep = np.arange(1, len(c["train_loss"]) + 1)
+        (line,) = a.plot(ep, c["train_loss"], lw=1)
+        a.plot(ep, c["val_loss"], lw=1, ls="--", color=line.get_color())
+        b.plot(ep, c["val_balanced_accuracy"], lw=1, color=line.get_color())
+    a.set_xlabel("epoch")
+    a.set_ylabel("loss (solid: train, dashed: validation)")
+    b.set_xlabel("epoch")
+    b.set_ylabel("validation balanced accuracy")
+    fig.suptitle(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def write_eval(out: Path, result: dict[str, Any]) -> tuple[Path, Path]:
+    """Write ``results.json`` (schema :mod:`efm.evaluate.schema`) and ``report.md`` into ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    best = result.get("best") or {}
+    sp = result["split"]
+    lines = [
+        f"# efm eval: {result['task']}",
+        "",
+        f"{result.get('description', '')}",
+        "",
+        f"- recipe `{result.get('recipe')}`, checkpoint `{result.get('checkpoint')}`"
+        + (
+            f" ({result['pretraining'].get('steps')} pretraining steps)"
+            if result.get("pretraining")
+            else ""
+        ),
+        f"- {result['n_epochs']} epochs of {result.get('epoch_s')} s, classes "
+        + ", ".join(f"{c} ({n})" for c, n in result["class_counts"].items()),
+        f"- {result['n_subjects']} subjects (rule: `{sp.get('subject_rule')}`); split {sp['protocol']}, "
+        f"{sp['folds']} fold(s) x {sp['seeds']} seed(s); validation: {sp['validation']}",
+    ]
+    lines += [f"- note: {n}" for n in result.get("notes", [])]
+    lines += ["", "## Results", "", f"**{result['summary']}**", ""]
+    lines += [
+        "| method | mode | " + " | ".join(t for _, t in EVAL_COLUMNS) + " | seconds |",
+        "|---|---|" + "---|" * (len(EVAL_COLUMNS) + 1),
+    ]
+    for r in result["rows"]:
+        if "skipped" in r:
+            lines.append(f"| {r['method']} | {r['mode']} | skipped: {r['skipped']} |")
+            continue
+        mark = (
+            " (best)" if (r["method"], r["mode"]) == (best.get("method"), best.get("mode")) else ""
+        )
+        flag = " [flagged: test recordings in pretraining]" if r.get("flagged") else ""
+        cells = []
+        for k, _ in EVAL_COLUMNS:
+            m = r["metrics"][k]
+            cell = _fmt(m["mean"], m["std"])
+            cells.append(f"**{cell}**" if mark else cell)
+        lines.append(
+            f"| {r['method']}{mark}{flag} | {r['mode']} | "
+            + " | ".join(cells)
+            + f" | {r.get('seconds', 0):.0f} |"
+        )
+    lines += [
+        "",
+        "Mean ± standard deviation over seeds (each seed: the test predictions of all its folds "
+        "pooled); 95 % confidence half-widths are in results.json. Chance: balanced accuracy "
+        f"{1 / len(result['classes']):.2f}, kappa 0, AUROC 0.5.",
+        "",
+        "## Leakage audit",
+        "",
+    ]
+    lk = result["leakage"]
+    lines.append(
+        f"{lk['folds_checked']} folds checked: no subject, recording (SHA-256) or session is shared "
+        f"between train, validation and test. {lk['test_in_pretraining']} of "
+        f"{lk['test_recordings']} test recordings were in the checkpoint's pretraining corpus"
+        + ("" if lk.get("pretraining_corpus_known") else " (corpus unknown: not checked)")
+        + "."
+    )
+    lines += ["", "## Confusion matrices (summed over seeds)", ""]
+    for r in result["rows"]:
+        if "confusion" in r:
+            name = f"confusion_{r['method']}_{r['mode']}.png"
+            confusion_plot(
+                r["confusion"],
+                result["classes"],
+                out / "figures" / name,
+                f"{r['method']} {r['mode']}",
+            )
+            lines.append(f"![{r['method']} {r['mode']}](figures/{name})")
+    curved = [r for r in result["rows"] if r.get("curves")]
+    if curved:
+        lines += ["", "## Fine-tuning curves", ""]
+        for r in curved:
+            name = f"curves_{r['method']}_{r['mode']}.png"
+            curves_plot(r["curves"], out / "figures" / name, f"{r['method']} {r['mode']}")
+            first = r["curves"][0]
+            lines.append(
+                f"- {r['method']} {r['mode']}: validation loss {first['val_loss_start']:.3f} before "
+                f"training, {min(first['val_loss']):.3f} at best (epoch {first['best_epoch'] + 1}, "
+                f"seed {first['seed']}, fold {first['fold']})"
+            )
+            lines.append(f"![curves {r['method']} {r['mode']}](figures/{name})")
+    scored = [r for r in result["rows"] if "per_subject" in r]
+    if scored:
+        lines += ["", "## Per-subject balanced accuracy (mean over seeds)", ""]
+        lines.append(
+            "| subject | " + " | ".join(f"{r['method']} {r['mode']}" for r in scored) + " |"
+        )
+        lines.append("|---|" + "---|" * len(scored))
+        for s in result["subjects"]:
+            vals = [r["per_subject"].get(s, float("nan")) for r in scored]
+            lines.append(
+                f"| {s} | "
+                + " | ".join("n/a" if not np.isfinite(v) else f"{v:.3f}" for v in vals)
+                + " |"
+            )
+    if result.get("skipped_files"):
+        lines += ["", "## Skipped files", ""]
+        lines += [f"- {s['file']}: {s['reason']}" for s in result["skipped_files"]]
+    md = out / "report.md"
+    md.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    js = out / "results.json"
+    js.write_text(json.dumps(result, indent=1, default=str), encoding="utf-8")
     return md, js

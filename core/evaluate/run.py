@@ -57,15 +57,31 @@ def probe(
     x, metas = embed_shards(
         objective, shards, int(ev["batch_size"]), int(ev["max_epochs"]), device, amp
     )
+    from efm.data.sources import config_hash
+
+    digest = config_hash(cfg)
     cache = run_dir / "embeddings" / f"{name}.npz"
+    if cache.is_file():  # embeddings of other data are kept: this data gets its own file
+        with np.load(cache) as old:
+            before = str(old["data_hash"]) if "data_hash" in old.files else ""
+        if before != digest:
+            cache = cache.with_name(f"{name}-{digest}.npz")
     cache.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(
-        cache,
-        x=x,
-        patient_id=[str(m.get("patient_id")) for m in metas],
-        key=[str(m.get("key")) for m in metas],
-    )
-    results = probe_tasks(x, metas, list(ev["tasks"]), ev)
+    labels = sorted({t for m in metas for t in (m.get("labels") or {}) if t not in ("events",)})
+    arrays: dict[str, Any] = {
+        "x": x,
+        "patient_id": np.array([str(m.get("patient_id")) for m in metas]),
+        "key": np.array([str(m.get("key")) for m in metas]),
+        "start_s": np.array([float(m.get("start_s", 0.0)) for m in metas]),
+        "data_hash": np.array(digest),
+    }
+    for t in labels:  # -1: no label of that task
+        values = [(m.get("labels") or {}).get(t) for m in metas]
+        arrays[f"label_{t}"] = np.array([v if isinstance(v, int) else -1 for v in values])
+    np.savez_compressed(cache, **arrays)
+    from efm.evaluate.task import split_names
+
+    results = probe_tasks(x, metas, split_names(list(ev["tasks"]))[0], ev)
     return {
         "encoder": name,
         "checkpoint": str(checkpoint) if checkpoint else None,

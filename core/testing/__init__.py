@@ -19,11 +19,13 @@ from efm.testing.suites import (
     requires_cuda,
     synthetic_recording,
 )
+from efm.testing.tasks import TaskSuite
 
 __all__ = [
     "BackboneSuite",
     "ObjectiveSuite",
     "ReaderSuite",
+    "TaskSuite",
     "TokenizerSuite",
     "check_distributed",
     "requires_cuda",

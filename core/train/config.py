@@ -37,6 +37,8 @@ class TrainConfig:
     ``dynamic=True``, meant for random crops). ``crops_s``: crop lengths in seconds; each batch draws one
     and every sample a random offset (empty: whole epochs). ``resampled``: draw shards with
     replacement forever (else: shuffled passes over the shards split across nodes and workers).
+    ``threads``: CPU threads of PyTorch's intra-op pool (None: ``OMP_NUM_THREADS`` when set, else
+    PyTorch's default, one per core); on a shared or loaded machine fewer threads are often faster.
     ``run_dir`` None: ``runs/<recipe>-<profile>-<config hash>`` under the working directory, so the
     same command resumes the same run.
 
@@ -70,6 +72,7 @@ class TrainConfig:
     strategy: Literal["auto", "ddp", "fsdp", "none"] = "auto"
     grad_accum: int = field(default=1, metadata={"ge": 1})
     dist_timeout_s: float = field(default=600.0, metadata={"gt": 0})
+    threads: int | None = field(default=None, metadata={"ge": 1})
 
     def check(self) -> list[str]:
         if self.batch_size % self.grad_accum:

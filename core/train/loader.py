@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import random
+import signal
 from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
@@ -266,23 +267,40 @@ def _as_is(batch: Any) -> Any:
 
 
 def _worker_init(worker_id: int) -> None:
-    """Loader workers decode and crop; one thread each leaves the cores to the model."""
+    """Loader workers decode and crop; one thread each leaves the cores to the model.
+
+    They ignore SIGINT: a Ctrl-C reaches the whole process group, and the training loop, which
+    saves a checkpoint before it stops, ends them itself.
+    """
     torch.set_num_threads(1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def iter_epochs(
-    shards: str | Path, batch_size: int, max_epochs: int = 0
+    shards: str | Path, batch_size: int, max_epochs: int = 0, progress: str | None = "embed"
 ) -> Iterator[dict[str, Any]]:
-    """One ordered pass over every epoch of a shard directory (for embeddings and probes)."""
-    urls = read_manifest(shards)["urls"]
+    """One ordered pass over every epoch of a shard directory (for embeddings and probes).
+
+    ``progress`` names a progress bar (epochs, with rate and ETA) on stderr; None hides it.
+    """
+    from tqdm.auto import tqdm
+
+    manifest = read_manifest(shards)
+    urls = manifest["urls"]
     samples = wds.tarfile_to_samples(handler=_skip_tar_error)(iter([{"url": u} for u in urls]))
+    total = int(manifest.get("n_epochs") or 0) or None
     if max_epochs > 0:
         samples = islice(samples, max_epochs)
+        total = min(total or max_epochs, max_epochs)
     skipper = _Skipper()
-    while True:
-        chunk = skipper.decode(samples, batch_size)
-        if not chunk:
-            if skipper.skipped:
-                log.warning("%d damaged shard sample(s) skipped", skipper.skipped)
-            return
-        yield collate(chunk)
+    with tqdm(
+        total=total, unit="epoch", desc=progress, disable=progress is None, dynamic_ncols=True
+    ) as bar:
+        while True:
+            chunk = skipper.decode(samples, batch_size)
+            if not chunk:
+                if skipper.skipped:
+                    log.warning("%d damaged shard sample(s) skipped", skipper.skipped)
+                return
+            bar.update(len(chunk))
+            yield collate(chunk)

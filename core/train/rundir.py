@@ -40,13 +40,18 @@ _NOT_HASHED = {
         "figures_every",
         "keep_ckpts",
         "dist_timeout_s",
+        "threads",
     ),
 }
 
 
 def config_hash(cfg: dict[str, Any]) -> str:
     """Eight hex digits identifying what a config trains (ignores paths and logging options)."""
-    clean = {k: (dict(v) if isinstance(v, dict) else v) for k, v in cfg.items() if k != "eval"}
+    clean = {
+        k: (dict(v) if isinstance(v, dict) else v)
+        for k, v in cfg.items()
+        if k not in ("eval", "sweep")
+    }
     for node, keys in _NOT_HASHED.items():
         for key in keys:
             clean.get(node, {}).pop(key, None)
@@ -162,8 +167,8 @@ class Metrics:
                 self.tb = SummaryWriter(str(run_dir / "tensorboard"), purge_step=resume_step)
             except ImportError:
                 log.info(
-                    "TensorBoard logging is off: `pip install tensorboard` (the efm[dev] extra) "
-                    "to get it; metrics.csv is written either way"
+                    "TensorBoard logging is off: tensorboard, a dependency of efm, is missing "
+                    "(pip install tensorboard); metrics.csv is written either way"
                 )
 
     def _rewrite(self, rows: list[dict[str, Any]]) -> None:
@@ -207,3 +212,21 @@ class Metrics:
     def close(self) -> None:
         if self.tb is not None:
             self.tb.close()
+
+
+def loss_summary(rows: list[dict[str, float]]) -> dict[str, float]:
+    """First and last logged loss of a run, as the console and the report both state them.
+
+    The loss of a row is the mean over its log interval (``train.log_every`` steps), not the
+    single step's value, so the console, ``metrics.csv``, TensorBoard and the report agree.
+    """
+    rows = [r for r in rows if "loss" in r]
+    if not rows:
+        nan = float("nan")
+        return {"first_loss": nan, "first_step": nan, "last_loss": nan, "last_step": nan}
+    return {
+        "first_loss": rows[0]["loss"],
+        "first_step": rows[0]["step"],
+        "last_loss": rows[-1]["loss"],
+        "last_step": rows[-1]["step"],
+    }

@@ -95,6 +95,10 @@ class Spectrogram(nn.Module):
         self.n_bins = self.bin_max - self.bin_min + 1
         self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
         target = flash_target_freqs(fmin, fmax, freq_breakpoint, n_freqs_out)
+        self.freqs = target.double().numpy()  # Hz of the image's rows, bottom to top (figures)
+        self.units = (
+            "dB power" if output == "raw" else "dB power, min-max scaled per channel"
+        )  # what figures label the values with
         if flash_compat:
             pos = (target - fmin) / (fmax - fmin) * (self.n_bins - 1)
         else:

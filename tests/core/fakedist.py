@@ -50,6 +50,12 @@ def efm_register_recipes(register):
         "train": {{"steps": 5}},
         "profiles": {{"demo": {{"train": {{"batch_size": 2}}}}}},
     }}, description="a test recipe")
+
+@efm.hookimpl
+def efm_register_tasks(register):
+    register("{prefix}task", {{
+        "labels": "file", "classes": ["a", "b"], "label_map": {{"_a": "a", "_b": "b"}},
+    }}, description="a test task")
 """
 
 

@@ -95,3 +95,17 @@ def test_external_subcommand_owns_its_help(capsys):
         main(["prepare", "--help"])
     assert exc.value.code == 0
     assert "usage: efm prepare" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", ["run", "pretrain"])
+def test_run_and_pretrain_help_list_profiles_keys_and_output_in_plain_text(command, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([command, "--help"])
+    assert exc.value.code == 0
+    text = capsys.readouterr().out
+    assert "epi250k" in text and "demo, full" in text  # recipes and their profiles
+    assert "train.threads=N" in text and "Ctrl-C" in text
+    assert "runs/<recipe>-<profile>-<hash>/" in text and "shards/<hash>/" in text
+    for node in ("backbone", "train", "data", "eval"):
+        assert f"\n  {node} " in text
+    assert "``" not in text and ":class:" not in text and ":func:" not in text

@@ -25,6 +25,9 @@ def test_builtins_load_through_entry_points():
         info = mods[f"efm_plugins.{kind}"]
         assert info["distribution"] == "efm"
         assert info["hooks"] == [f"efm_register_{kind}"]
+    tasks = mods["efm_plugins.tasks"]  # tasks, and the Bonn reader they need
+    assert tasks["hooks"] == ["efm_register_readers", "efm_register_tasks"]
+    assert "eegbci-imagery" in tasks["registered"]["tasks"]
 
 
 def test_third_party_registers_every_kind(third_party):
@@ -37,6 +40,7 @@ def test_third_party_registers_every_kind(third_party):
         "backbones": ["fake_net"],
         "objectives": ["fake_loss"],
         "recipes": ["fake_recipe"],
+        "tasks": ["fake_task"],
     }
     assert reg.get("backbones", "fake_net").distribution == "efm-fake"
     assert registry.create("backbones", "fake_net", depth=3) == ("built", {"width": 4, "depth": 3})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import shutil
 import signal
@@ -18,6 +19,7 @@ import pytest
 
 from efm.data import ensure_shards, prepare
 from efm.data.shards import META_KEYS, group_id
+from efm.data.sources import config_hash
 from tests.conftest import ROOT
 
 FAST = ["pipeline.sleep_staging=none", "--no-progress"]
@@ -262,12 +264,52 @@ def test_ensure_shards_prepares_the_demo_once(efm_cache: Path) -> None:
         ]
     )
     out = ensure_shards(cfg)
-    assert out.parent == efm_cache / "shards" and out.name.startswith("epi250k-")
+    assert out.parent == efm_cache / "shards" and out.name == config_hash(cfg)
     m = json.loads((out / "manifest.json").read_text())
     assert m["n_epochs"] == 20 and m["complete"]
     stamp = (out / "manifest.json").stat().st_mtime_ns
     assert ensure_shards(cfg) == out
+    # the cache is keyed by what decides the shards: another recipe with the same data reuses them
+    assert ensure_shards({**cfg, "recipe": "my-copy-of-epi250k"}) == out
     assert (out / "manifest.json").stat().st_mtime_ns == stamp  # not prepared again
+    other = ensure_shards({**cfg, "pipeline": {**cfg["pipeline"], "epoch_s": 20.0}})
+    assert other != out and json.loads((other / "manifest.json").read_text())["n_epochs"] == 30
+    assert not list((efm_cache / "shards").glob("*.lock"))
+
+
+def test_failed_preparation_leaves_no_lock_file(efm_cache: Path, tmp_path: Path) -> None:
+    from efm.data.prepare import compose_data
+    from efm.errors import EfmError
+
+    root = tmp_path / "in"
+    root.mkdir()
+    (root / "p1_broken.edf").write_bytes(b"not an EDF file" * 100)
+    cfg = compose_data(["recipe=epi250k", f"data.root={root}"])
+    with pytest.raises(EfmError, match="no epochs could be prepared"):
+        ensure_shards(cfg)
+    assert not [p for p in efm_cache.rglob("*") if p.name.endswith(".lock")]
+
+
+def test_yasa_notice_once_and_never_for_ieeg(caplog: pytest.LogCaptureFixture) -> None:
+    import importlib.util
+
+    from efm.data import sleep
+    from efm.data.prepare import check_pipeline, compose_data
+
+    if importlib.util.find_spec("yasa") is not None:
+        pytest.skip("YASA is installed: there is no notice")
+    sleep._NOTICED.clear()
+    ieeg = compose_data(["recipe=diver1-iEEG"])
+    eeg = compose_data(["recipe=epi250k"])
+    with caplog.at_level(logging.INFO, "efm.data.sleep"):
+        check_pipeline(ieeg["pipeline"])
+        ensure_shards_hash = config_hash(eeg)  # hashing a config says nothing either
+        assert not [r for r in caplog.records if "YASA" in r.getMessage()], ensure_shards_hash
+        for _ in range(3):
+            check_pipeline(eeg["pipeline"])
+    assert [r.getMessage() for r in caplog.records if "YASA" in r.getMessage()] == [
+        "sleep staging skipped: YASA is not installed (pip install 'efm[sleep]')"
+    ]
 
 
 def test_ieeg_path_keeps_every_channel(real_data: Path, tmp_path: Path) -> None:

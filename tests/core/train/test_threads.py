@@ -1,0 +1,64 @@
+"""train.threads is honoured and described; the ETA helper flags a CPU run meant for GPUs."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+
+from efm.data.synthetic import write_synthetic_shards
+from efm.train import loop
+from efm.train.loop import configure_threads, duration, estimate, pretrain
+from tests.core.train.tiny import tiny_config
+
+
+@pytest.fixture
+def restore_threads():
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
+def test_threads_key_and_environment(monkeypatch, restore_threads):
+    assert configure_threads({"threads": 1}).startswith("1 CPU thread(s) (train.threads;")
+    assert torch.get_num_threads() == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert "(OMP_NUM_THREADS;" in configure_threads({"threads": None})
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert "(PyTorch's default;" in configure_threads({})
+
+
+def test_busy_machine_warns_once(monkeypatch, caplog, restore_threads):
+    monkeypatch.setattr(loop.os, "getloadavg", lambda: (64.0, 64.0, 64.0))
+    monkeypatch.setattr(loop, "_BUSY_WARNED", [])
+    with caplog.at_level(logging.WARNING, "efm.train.loop"):
+        configure_threads({})
+        configure_threads({})
+    assert [r.message.count("train.threads=1") for r in caplog.records] == [1]
+
+
+def test_pretrain_runs_with_the_configured_threads(tmp_path, restore_threads):
+    shards = write_synthetic_shards(tmp_path / "shards")
+    pretrain(tiny_config(tmp_path / "run", steps=2, threads=1, figures=False), shards)
+    assert torch.get_num_threads() == 1
+
+
+def test_estimate():
+    assert duration(42) == "42 s" and duration(600) == "10.0 min" and duration(7200) == "2.0 h"
+    assert duration(3 * 86400) == "3.0 days"
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    text, absurd = estimate(2.0, 100, cpu)
+    assert text.startswith("about 3.3 min left (2 s/step, 100 steps)") and not absurd
+    assert estimate(2.0, 100_000, cpu)[1] and not estimate(2.0, 100_000, cuda)[1]
+
+
+def test_first_lines_warn_about_the_paper_profile_on_a_cpu(tmp_path, restore_threads):
+    from efm.config import compose
+    from efm.run import first_lines
+
+    full = first_lines(compose(["recipe=epi250k", "data.profile=full"]), tmp_path)
+    assert full[0].startswith("compute: CPU, ") and full[1].startswith(f"results: {tmp_path}")
+    assert any(x.startswith("warning: profile 'full'") and "100000 steps" in x for x in full)
+    demo = first_lines(compose(["recipe=epi250k", "train.threads=1"]), tmp_path)
+    assert not any(x.startswith("warning") for x in demo) and "1 CPU thread(s)" in demo[0]
