@@ -470,7 +470,8 @@ def pretrain(
             stopping = bool(stop)
             if world > 1:  # every rank stops at the same step
                 flag = torch.tensor([float(stopping)], device=device)
-                torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+                with distributed.collective(f"training step {step}", world):
+                    torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
                 stopping = bool(flag.item())
             if step % ckpt_every == 0 or step == total or stopping:
                 extra = {"num_workers": workers, "world_size": world}
