@@ -105,21 +105,20 @@ def compare_encoders(pretrained: dict[str, Any], baseline: dict[str, Any]) -> li
         numbers = (
             f"kappa {p['mean']['kappa']:.3f} vs {b['mean']['kappa']:.3f}, seed spread {spread:.3f}"
         )
+        if "auroc" in p["mean"] and "auroc" in b["mean"]:
+            numbers += f"; AUROC {p['mean']['auroc']:.3f} vs {b['mean']['auroc']:.3f}"
         if diff > spread:
-            out.append(
-                f"{task}: the pretrained encoder beats its random init by more than the seed "
-                f"spread ({numbers})."
+            verdict = "the pretrained encoder beats its random init by more than the seed spread"
+        elif diff >= 0:
+            verdict = (
+                "the pretrained encoder is ahead of its random init by less than the seed spread"
             )
-        elif diff < 0:
-            out.append(
-                f"{task}: the random-init baseline wins ({numbers}): pretraining did not help this "
-                "probe; more steps or a larger demo corpus may change that."
-            )
+        elif diff >= -spread:
+            verdict = "the random-init baseline wins, by less than the seed spread"
         else:
-            out.append(
-                f"{task}: the pretrained encoder is ahead of its random init by less than the seed "
-                f"spread ({numbers}): no clear evidence that pretraining helped."
-            )
+            verdict = "the random-init baseline wins by more than the seed spread"
+        tail = "" if diff > spread else ": no evidence here that pretraining helped this probe"
+        out.append(f"{task}: {verdict} ({numbers}){tail}.")
     return out
 
 

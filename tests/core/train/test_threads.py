@@ -73,13 +73,18 @@ def test_the_report_says_in_words_which_encoder_wins(tmp_path):
 
     pre = {"seizure": probe(0.80, 0.05), "sleep": probe(0.40, 0.10), "spike": probe(0.5, 0.1)}
     base = {"seizure": probe(0.60, 0.08), "sleep": probe(0.45, 0.02), "spike": probe(0.45, 0.1)}
+    pre["bad"], base["bad"] = probe(0.1, 0.05), probe(0.5, 0.05)
     pre["skipped_task"] = {"skipped": "no labels"}
     lines = compare_encoders(pre, base)
-    assert len(lines) == 3
-    assert lines[0].startswith("seizure: the pretrained encoder beats its random init by more")
-    assert "seed spread 0.080" in lines[0]
-    assert lines[1].startswith("sleep: the random-init baseline wins (kappa 0.400 vs 0.450")
+    assert len(lines) == 4
+    assert lines[0] == (
+        "seizure: the pretrained encoder beats its random init by more than the seed spread "
+        "(kappa 0.800 vs 0.600, seed spread 0.080)."
+    )
+    assert lines[1].startswith("sleep: the random-init baseline wins, by less than the seed")
+    assert lines[1].endswith("no evidence here that pretraining helped this probe.")
     assert lines[2].startswith("spike: the pretrained encoder is ahead of its random init by less")
+    assert lines[3].startswith("bad: the random-init baseline wins by more than the seed spread")
     probes = {"skipped_task": {"skipped": "no labels"}}
     md, _ = write_report(tmp_path, {"recipe": "x", "probes": probes, "comparison": lines})
     assert f"- {lines[1]}" in md.read_text()
