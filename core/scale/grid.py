@@ -46,6 +46,7 @@ class RunSpec:
     key: str  # hash of the config and the data view
     cfg: dict[str, Any]
     probe: bool = False
+    val_max_epochs: int = 0  # held-out epochs scored (0: all)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -192,6 +193,7 @@ def expand(
                         key=key,
                         cfg=cfg,
                         probe=bool(sweep["probe"]),
+                        val_max_epochs=int(sweep["val_max_epochs"]),
                     )
                 )
     return specs

@@ -72,12 +72,11 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
     objective.train()
     per_sample = measure.training_flops_per_sample(objective, batch)
     t1 = time.perf_counter()
-    sweep = cfg.get("sweep") or {}
     val = measure.validation_loss(
         objective,
         s.val_shards,
         int(cfg["eval"]["batch_size"]),
-        int(spec.get("val_max_epochs", sweep.get("val_max_epochs", 512))),
+        s.val_max_epochs,
         seed=int(cfg["train"]["seed"]),
     )
     samples = s.steps * s.batch_size

@@ -246,7 +246,7 @@ def figures(out: Path, results: list[dict[str, Any]], fitted: dict[str, Any]) ->
     fig.savefig(paths["loss_vs"], dpi=110)
     plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig, ax = plt.subplots(figsize=(9, 4.2))
     for r in results:
         rows = (
             Metrics.read_csv(Path(str(r.get("run_dir", ""))) / "metrics.csv")
@@ -260,10 +260,13 @@ def figures(out: Path, results: list[dict[str, Any]], fitted: dict[str, Any]) ->
                 color=color[r["size"]],
                 alpha=0.4 + 0.6 * float(r["fraction"]),
                 lw=1,
+                marker="o",
+                ms=2,  # a run shorter than train.log_every logs one point
                 label=r["label"],
             )
     ax.set(xscale="log", xlabel="samples seen", ylabel="training loss", title="loss curves per run")
-    ax.legend(fontsize=6, ncol=2)
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.legend(fontsize=6, ncol=1 + len(results) // 20, loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.tight_layout()
     paths["loss_curves"] = out / "loss_curves.png"
     fig.savefig(paths["loss_curves"], dpi=110)

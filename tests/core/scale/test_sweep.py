@@ -35,7 +35,7 @@ def _cfg(tmp_path, **sweep):
         "epochs": [1, 2],
         "executor": "inline",
         "out": str(tmp_path / "sweep"),
-        "n_boot": 10,
+        "n_boot": 0,  # intervals are tested in test_fit.py
     } | sweep
     return validate(cfg)
 
