@@ -37,3 +37,18 @@ def test_builtin_recipes_validate(recipe, data):
     assert cfg["data"]["profile"] == ("full" if data else "demo")
     for node in registry.COMPONENT_NODES:
         assert registry.get(registry.COMPONENT_NODES[node], cfg[node]["name"])
+
+
+def test_every_package_ships_in_the_wheel():
+    """A sub-package missing from pyproject's list installs fine in editable mode and breaks the wheel."""
+    import tomllib
+
+    root = TESTS.parent
+    cfg = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(cfg["packages"])
+    found = set()
+    for name, folder in cfg["package-dir"].items():
+        for init in (root / folder).rglob("__init__.py"):
+            rel = init.parent.relative_to(root / folder).parts
+            found.add(".".join((name, *rel)))
+    assert found == listed, f"missing from pyproject: {sorted(found - listed)}; stale: {sorted(listed - found)}"
