@@ -51,4 +51,6 @@ def test_every_package_ships_in_the_wheel():
         for init in (root / folder).rglob("__init__.py"):
             rel = init.parent.relative_to(root / folder).parts
             found.add(".".join((name, *rel)))
-    assert found == listed, f"missing from pyproject: {sorted(found - listed)}; stale: {sorted(listed - found)}"
+    assert found == listed, (
+        f"missing from pyproject: {sorted(found - listed)}; stale: {sorted(listed - found)}"
+    )

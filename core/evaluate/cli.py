@@ -165,7 +165,8 @@ def evaluate_task(
         result["pretraining"] = {"steps": int(run_cfg["train"]["steps"])}
     result["efm_version"] = __version__
     result["created"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-    problems = schema.problems(json.loads(json.dumps(result, default=str)))
+    text = json.dumps(schema.finite(result), default=str, allow_nan=False)
+    problems = schema.problems(json.loads(text))
     if problems:  # a bug of efm's, not the user's: say it loudly
         raise RuntimeError("results.json does not match its schema: " + "; ".join(problems[:5]))
     md, _ = write_eval(out, result)

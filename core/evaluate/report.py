@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from efm.evaluate import schema
+
 log = logging.getLogger("efm.evaluate.report")
 
 
@@ -130,7 +132,7 @@ def write_report(run_dir: Path, report: dict[str, Any]) -> tuple[Path, Path]:
     md = run_dir / "report.md"
     md.write_text("\n".join(lines), encoding="utf-8")
     js = run_dir / "report.json"
-    js.write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
+    js.write_text(json.dumps(schema.finite(report), indent=2, default=str), encoding="utf-8")
     return md, js
 
 
@@ -275,5 +277,6 @@ def write_eval(out: Path, result: dict[str, Any]) -> tuple[Path, Path]:
     md = out / "report.md"
     md.write_text("\n".join(lines) + "\n", encoding="utf-8")
     js = out / "results.json"
-    js.write_text(json.dumps(result, indent=1, default=str), encoding="utf-8")
+    text = json.dumps(schema.finite(result), indent=1, default=str, allow_nan=False)
+    js.write_text(text, encoding="utf-8")
     return md, js

@@ -6,15 +6,19 @@ The schema is written in a JSON-Schema-like form (``type``, ``required``, ``prop
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 VERSION = "efm.eval/1"
 METRIC_NAMES = ("balanced_accuracy", "kappa", "auroc", "auprc", "f1")
 
+# a value that cannot be computed (AUROC with one class in a test fold, a 95 % interval from one
+# seed) is written as null: JSON has no NaN, and strict parsers refuse it
+_NUM = {"type": ["number", "null"]}
 _SUMMARY = {
     "type": "object",
     "required": ["mean", "std", "ci95"],
-    "properties": {k: {"type": "number"} for k in ("mean", "std", "ci95")},
+    "properties": {k: _NUM for k in ("mean", "std", "ci95")},
 }
 _ROW = {
     "type": "object",
@@ -39,11 +43,11 @@ _ROW = {
                 "properties": {
                     "seed": {"type": "integer"},
                     "n_test": {"type": "integer"},
-                    **{k: {"type": "number"} for k in METRIC_NAMES},
+                    **{k: _NUM for k in METRIC_NAMES},
                 },
             },
         },
-        "per_subject": {"type": "object", "additional": {"type": "number"}},
+        "per_subject": {"type": "object", "additional": _NUM},
         "confusion": {"type": "array", "items": {"type": "array", "items": {"type": "integer"}}},
         "curves": {
             "type": "array",
@@ -53,10 +57,10 @@ _ROW = {
                 "properties": {
                     "seed": {"type": "integer"},
                     "fold": {"type": "string"},
-                    "val_loss_start": {"type": "number"},
-                    "train_loss": {"type": "array", "items": {"type": "number"}},
-                    "val_loss": {"type": "array", "items": {"type": "number"}},
-                    "val_balanced_accuracy": {"type": "array", "items": {"type": "number"}},
+                    "val_loss_start": _NUM,
+                    "train_loss": {"type": "array", "items": _NUM},
+                    "val_loss": {"type": "array", "items": _NUM},
+                    "val_balanced_accuracy": {"type": "array", "items": _NUM},
                     "best_epoch": {"type": "integer"},
                 },
             },
@@ -145,6 +149,19 @@ _TYPES: dict[str, Any] = {
     "boolean": bool,
     "null": type(None),
 }
+
+
+def finite(obj: Any) -> Any:
+    """``obj`` with every NaN or infinite float replaced by ``None`` (JSON's null), recursively."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [finite(v) for v in obj]
+    if hasattr(obj, "item") and getattr(obj, "ndim", None) == 0:  # a numpy or torch scalar
+        return finite(obj.item())
+    return obj
 
 
 def problems(obj: Any, schema: dict[str, Any] = SCHEMA, path: str = "$") -> list[str]:

@@ -270,20 +270,39 @@ def test_eegnet_without_braindecode_is_efms_own(monkeypatch):
 
 
 # -- results.json ----------------------------------------------------------------------------------
+def test_finite_turns_nan_and_inf_into_null():
+    obj = {
+        "a": float("nan"),
+        "b": [1.0, float("inf"), np.float64(2.5), np.float32("nan")],
+        "c": "x",
+    }
+    assert schema.finite(obj) == {"a": None, "b": [1.0, None, 2.5, None], "c": "x"}
+    assert schema.problems({"mean": None, "std": 0.1, "ci95": None}, schema._SUMMARY) == []
+    assert schema.problems({"mean": "0.5", "std": 0.1, "ci95": None}, schema._SUMMARY) == [
+        "$.mean: expected number or null, got str"
+    ]
+
+
 def test_results_json_validates_against_its_schema(eegmat, tmp_path, capsys, monkeypatch):
     from efm.cli import main
 
     src = Path(eegmat.root)
     code = main([
         "eval", "recipe=diver1-EEG", "task=eegmat-arithmetic", f"data.root={src}", "--random-init",
-        "eval.modes=[linear]", "eval.seeds=2", "eval.folds=3", "eval.baselines=[random-init,bandpower-logreg]",
+        "eval.modes=[linear]", "eval.seeds=1", "eval.folds=3", "eval.baselines=[random-init,bandpower-logreg]",
         f"out={tmp_path / 'ev'}",
     ])  # fmt: skip
     assert code == 0
     out = capsys.readouterr().out
     assert "6 subjects (Subject00, Subject01" in out and "wins with balanced accuracy" in out
-    res = json.loads((tmp_path / "ev" / "results.json").read_text())
+
+    def strict(token):
+        raise AssertionError(f"results.json holds {token}, which is not JSON")
+
+    res = json.loads((tmp_path / "ev" / "results.json").read_text(), parse_constant=strict)
     assert schema.problems(res) == []
+    # one seed has no confidence interval: null, not NaN
+    assert res["rows"][0]["metrics"]["kappa"]["ci95"] is None
     assert [(r["method"], r["mode"]) for r in res["rows"]] == [
         ("random-init", "linear"), ("bandpower-logreg", "linear")
     ]  # fmt: skip
