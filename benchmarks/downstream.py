@@ -69,8 +69,10 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
+    from efm import __version__
     from efm.config import compose
     from efm.data import ensure_shards
+    from efm.evaluate import schema
     from efm.evaluate.cli import evaluate_task
     from efm.train.loop import pretrain
 
@@ -80,10 +82,19 @@ def main(argv: list[str] | None = None) -> int:
         "device": "cuda" if torch.cuda.is_available() else "cpu",
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
+        "efm": __version__,
+        "load_avg_1min_before": round(os.getloadavg()[0], 2),
         "machine": platform.processor() or platform.machine(),
         "args": vars(args),
         "runs": [],
     }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    def save(doc: dict[str, Any]) -> None:  # after every task: a long run that dies keeps its part
+        doc["load_avg_1min_after"] = round(os.getloadavg()[0], 2)
+        out.write_text(json.dumps(schema.finite(doc), indent=1, default=str), encoding="utf-8")
+
     roots = {t: _subset(REAL / TASKS[t], t, args.subjects, work) for t in args.tasks}
     for recipe in args.recipes:
         pre = [] if args.pretrain_root == "demo" else [f"data.root={args.pretrain_root}"]
@@ -115,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
             "last_loss": result.losses[-1] if result.losses else None,
             "tasks": {},
         }
+        doc["runs"].append(run)
         for task, root in roots.items():
             t0 = time.perf_counter()
             res = evaluate_task(cfg, task, result.checkpoint, work / recipe / "eval" / task,
@@ -143,11 +155,9 @@ def main(argv: list[str] | None = None) -> int:
                     for r in res["rows"]
                 ],
             }
-        doc["runs"].append(run)
+            save(doc)
         print(json.dumps({k: v for k, v in run.items() if k != "tasks"}), file=sys.stderr)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(doc, indent=1, default=str), encoding="utf-8")
+    save(doc)
     print(f"wrote {out}")
     return 0
 
