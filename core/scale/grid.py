@@ -159,6 +159,7 @@ def expand(
     sweep = base["sweep"]
     sizes = list(sweep["sizes"]) or [str(base["backbone"]["name"])]
     batch = int(base["train"]["batch_size"])
+    val_units = json.loads((val_dir / "manifest.json").read_text(encoding="utf-8"))["units"]
     specs = []
     for size in sizes:
         for fraction in sweep["data_fractions"]:
@@ -173,7 +174,9 @@ def expand(
                 steps = max(1, round(epochs * unique / batch))
                 cfg = run_config(base, size, steps)
                 units = json.loads((view / "manifest.json").read_text(encoding="utf-8"))["units"]
-                ident = json.dumps([config_hash(cfg), units], sort_keys=True)
+                # the held-out split and how much of it is scored change the recorded loss too
+                scored = [val_units, int(sweep["val_max_epochs"])]
+                ident = json.dumps([config_hash(cfg), units, *scored], sort_keys=True)
                 key = hashlib.sha256(ident.encode()).hexdigest()[:10]
                 label = _label(size, float(fraction), float(epochs))
                 run_dir = sweep_dir / "runs" / f"{label}-{key}"

@@ -109,6 +109,20 @@ def test_a_run_with_probes_records_downstream_metrics(shards, tmp_path):
     assert launch.finished(spec) == result  # cached: a second call does nothing
 
 
+def test_a_run_key_covers_the_held_out_split(shards, tmp_path):
+    """A cached run is reused only when its validation loss would be scored on the same data."""
+
+    def key(tag, **sweep):
+        cfg = _cfg(tmp_path, sizes=["dim=16"], data_fractions=[1.0], epochs=[1, 2], **sweep)
+        val, views = grid.data_views(shards, tmp_path / tag, cfg["sweep"])
+        return grid.expand(cfg, tmp_path / tag, val, views)[0].key
+
+    base = key("a")
+    assert key("b") == base  # the same sweep in another folder: the same run
+    assert key("c", val_max_epochs=3) != base
+    assert key("d", val_fraction=0.4) != base
+
+
 def test_degenerate_grid_is_refused(tmp_path):
     cfg = _cfg(tmp_path, sizes=["dim=16"], data_fractions=[1.0], epochs=[1])
     with pytest.raises(DegenerateGridError, match="single run"):
