@@ -128,22 +128,12 @@ def check_distributed(
     return problems
 
 
-def _rank(
-    rank: int,
-    world: int,
-    port: int,
-    cfg: dict[str, Any],
-    data: Any,
-    steps: int,
-    batch_size: int,
-    strategy: str,
-    setup: Callable[[], None] | None,
-    timeout_s: float,
-    out: Path,
-) -> None:
+def _rank(rank: int, *args: Any) -> None:
+    """One spawned process: :func:`_train` (same arguments), its traceback kept in ``out``."""
     try:
-        _train(rank, world, port, cfg, data, steps, batch_size, strategy, setup, timeout_s, out)
+        _train(rank, *args)
     except BaseException:
+        out: Path = args[-1]
         (out / f"error-{rank}.txt").write_text(traceback.format_exc())
         raise
 
