@@ -19,6 +19,7 @@ recordings with fewer channels are zero-padded (``channel_mask`` False there).
 from __future__ import annotations
 
 import logging
+import os
 import random
 import signal
 from collections.abc import Iterator
@@ -269,11 +270,15 @@ def _as_is(batch: Any) -> Any:
 def _worker_init(worker_id: int) -> None:
     """Loader workers decode and crop; one thread each leaves the cores to the model.
 
-    They ignore SIGINT: a Ctrl-C reaches the whole process group, and the training loop, which
-    saves a checkpoint before it stops, ends them itself.
+    They leave the process group of their rank: a Ctrl-C reaches the terminal's whole group, and
+    torchrun sends its SIGTERM (a cluster's pre-emption) to each rank's whole group, which would
+    kill them mid-step. The training loop, which saves a checkpoint before it stops, ends them
+    itself (and PyTorch's watchdog ends a worker whose parent is gone). SIGINT is ignored for a
+    signal that comes before the worker has left.
     """
-    torch.set_num_threads(1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.setpgrp()
+    torch.set_num_threads(1)
 
 
 def iter_epochs(

@@ -495,11 +495,12 @@ def pretrain(
                     bar.close()
                 if metrics is not None:
                     metrics.close()
-                log.warning(
-                    "stopped at step %d: checkpoint %s; the same command resumes from there",
-                    step,
-                    result.checkpoint,
-                )
+                if main:
+                    log.warning(
+                        "stopped at step %d: checkpoint %s; the same command resumes from there",
+                        step,
+                        result.checkpoint,
+                    )
                 raise Interrupted(stop[0] if stop else signal.SIGTERM, step, result.checkpoint)
             if (
                 (main or how == "fsdp")

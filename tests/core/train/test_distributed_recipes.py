@@ -7,8 +7,10 @@ import csv
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -25,7 +27,7 @@ def torchrun(args: list[str], cache: Path, nproc: int = 2) -> subprocess.Complet
     env = {**os.environ, "EFM_CACHE": str(cache), "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
     cmd += [f"--nproc_per_node={nproc}", str(EFM), *args]
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
 
 
 @pytest.fixture
@@ -82,3 +84,35 @@ def test_a_batch_that_does_not_split_is_one_line(cache, tmp_path):
     assert errors and "train.batch_size=7 is the global batch" in errors[0]
     assert not re.search(r'File ".*/(core|efm)/', p.stderr)  # torchrun's report, no efm frame
     assert "sleep staging" not in p.stderr  # refused before any data is prepared
+
+
+def test_sigterm_to_the_torchrun_job_saves_a_checkpoint_and_the_rerun_resumes(cache, tmp_path):
+    """A cluster's pre-emption: SIGTERM to torchrun, which sends SIGTERM to each rank's whole
+    process group (loader workers included). Both ranks stop at one step and save it; the rerun
+    starts there."""
+    run = tmp_path / "run"
+    args = ["pretrain", "recipe=diver1-EEG", "train.batch_size=4", "train.log_every=1",
+            "train.ckpt_every=100000", "train.progress=false", f"train.run_dir={run}"]  # fmt: skip
+    env = {**os.environ, "EFM_CACHE": str(cache), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    job = subprocess.Popen([*cmd, str(EFM), *args, "train.steps=100000"], env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    metrics = run / "metrics.csv"
+    for _ in range(1200):  # the demo corpus is prepared on first use
+        if metrics.is_file() and len(metrics.read_text().splitlines()) >= 4:
+            break
+        time.sleep(0.25)
+    job.send_signal(signal.SIGTERM)
+    _, err = job.communicate(timeout=120)
+    assert "DataLoader worker" not in err, err[-3000:]
+    stopped = re.findall(r"stopped at step (\d+): checkpoint (\S+);", err)
+    assert len(stopped) == 1, err[-3000:]  # from rank 0 only
+    step = int(stopped[0][0])
+    assert 3 <= step < 100000
+    assert Path(stopped[0][1]) == run / f"checkpoints/step-{step:07d}"
+    assert (run / f"checkpoints/step-{step:07d}/model.safetensors").is_file()
+    p = torchrun([*args, f"train.steps={step + 2}"], cache)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert f"from step {step} " in p.stderr
+    steps = [int(r["step"]) for r in csv.DictReader(metrics.open())]
+    assert steps == list(range(1, step + 3))  # nothing repeated, nothing lost
