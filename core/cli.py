@@ -164,6 +164,21 @@ def cmd_cp(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_consolidate(args: argparse.Namespace) -> int:
+    from efm.train import checkpoint as ckpt
+
+    path = Path(args.checkpoint)
+    if (path / "checkpoints").is_dir():  # a run directory: its newest checkpoint
+        found = ckpt.latest(path)
+        if found is None:
+            raise UsageError(f"{path} has no complete checkpoint")
+        path = found
+    if not path.is_dir():
+        raise UsageError(f"{path} is not a checkpoint folder or a run directory")
+    print(f"wrote {ckpt.consolidate(path, Path(args.out) if args.out else None)}")
+    return 0
+
+
 _ROLE = re.compile(r":[a-z:]+:`~?([^`<]*?)(?:\\s*<[^>]*>)?`")
 
 
@@ -311,6 +326,20 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("cp", help="copy a recipe to a file for editing", parents=[common])
     s.add_argument("args", nargs="*", metavar="recipe=NAME PATH")
     s.set_defaults(func=cmd_cp)
+    s = sub.add_parser(
+        "consolidate",
+        help="one model.safetensors from a sharded (train.strategy=fsdp) checkpoint",
+        parents=[common],
+        description=textwrap.fill(
+            "efm consolidate: gather a checkpoint written with train.strategy=fsdp (its dcp/ "
+            "folder of shards) into one model.safetensors, in one process, for evaluation or "
+            "sharing. Evaluation does this itself on first use; this command does it ahead.",
+            98,
+        ),
+    )
+    s.add_argument("checkpoint", help="a checkpoint folder (step-N/) or a run directory (newest)")
+    s.add_argument("--out", help="the file to write (default: CHECKPOINT/model.safetensors)")
+    s.set_defaults(func=cmd_consolidate)
     for name in EXTERNAL:
         s = sub.add_parser(name, help=EXTERNAL_HELP[name], add_help=False)
         s.add_argument("rest", nargs=argparse.REMAINDER)

@@ -14,6 +14,7 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
+from efm import cli
 from efm.data.synthetic import write_synthetic_shards
 from efm.errors import EfmError
 from efm.testing.ddp import check_distributed, free_port, random_batch, unused_problems
@@ -217,6 +218,12 @@ def test_killed_rank_stops_the_other_and_the_rerun_resumes_exactly(shards, tmp_p
         one = ckpt.consolidate(tmp_path / "cut" / last, tmp_path / "one.safetensors")
         c = load_file(one)
         assert all(torch.equal(a[k], c[k]) for k in a)
+        # the same from the command line, given the run directory (its newest checkpoint)
+        assert cli.main(["consolidate", str(tmp_path / "cut"), "--out", str(tmp_path / "two.st")]) == 0  # fmt: skip
+        d = load_file(tmp_path / "two.st")
+        assert d.keys() == a.keys() and all(torch.equal(a[k], d[k]) for k in a)
+        (tmp_path / "plain").mkdir()
+        assert cli.main(["consolidate", str(tmp_path / "plain")]) == 2  # not sharded: one line
         # evaluation reads an intermediate sharded checkpoint too: consolidated on first use
         mid = tmp_path / "cut/checkpoints/step-0000003"
         assert not (mid / "model.safetensors").exists()

@@ -1,5 +1,5 @@
 """Each built-in recipe's demo profile trains 3 steps as 2 gloo processes under torchrun, as a user
-runs it: `torchrun --standalone --nproc_per_node=2 $(which efm) run recipe=NAME`."""
+runs it: `torchrun --standalone --nproc_per_node=2 -m efm run recipe=NAME`."""
 
 from __future__ import annotations
 
