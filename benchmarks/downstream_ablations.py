@@ -122,7 +122,6 @@ def main(argv: list[str] | None = None) -> int:
         try:
             cfg = config("eval", 1, f"eval.modes=[{','.join(modes)}]",
                          f"eval.baselines=[{','.join(baselines)}]", *extra)  # fmt: skip
-            t0 = time.perf_counter()
             res = evaluate_task(cfg, TASK, ckpt, work / "eval" / variant, str(REAL / "eegmat"),
                                 run_cfg=cfg, say=lambda *a, **k: None)  # fmt: skip
         finally:
@@ -147,7 +146,9 @@ def main(argv: list[str] | None = None) -> int:
 
     # steps: one long run, probed at several checkpoints; the baselines once per epoch length
     long = train("moirai_test", args.steps)
-    evaluate("baselines-5s", "baseline", None, None, ["linear"], ["random-init", "bandpower-logreg"])
+    evaluate(
+        "baselines-5s", "baseline", None, None, ["linear"], ["random-init", "bandpower-logreg"]
+    )
     for s in [*args.probe_steps, args.steps]:
         ck = long / "checkpoints" / f"step-{s:07d}"
         evaluate(f"steps-{s}", "steps", s, ck, ["linear"], [])

@@ -15,6 +15,7 @@ tiling the final token grid. The decoder's shapes are read from one probe forwar
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 from typing import Any
@@ -138,7 +139,10 @@ class MAE(nn.Module):
         bb.eval()
         try:
             # on the meta device (efm validate) the mask's values cannot be read: say how many
-            extra = {"n_visible": 1} if x.device.type == "meta" else {}
+            # (only a backbone whose forward takes n_visible can be built there; others are
+            # checked when built for real)
+            takes = "n_visible" in inspect.signature(bb.forward).parameters
+            extra = {"n_visible": 1} if x.device.type == "meta" and takes else {}
             out = bb(x, mask=mask.view(1, *grid), **extra)  # with autograd: see _unread
         finally:
             bb.train(was_training)

@@ -58,11 +58,14 @@ class ConvNet(nn.Module):
     def example_input(self, batch_size: int) -> torch.Tensor:
         return torch.randn(batch_size, self.in_chans, *self.input_size)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> BackboneOutput:
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None, n_visible: int | None = None
+    ) -> BackboneOutput:
         """Tokens ``[B, L, D]``; with a ``mask`` ``[B, h, w]`` (True = visible, the same count per
         sample) hidden patches are zeroed after the stem (SimMIM style) and only the visible ones
         are returned, as MAE expects: features ``[B, kept, D]`` and per-block intermediates
-        ``[B, kept, 1, 1, D]`` (one patch per mask unit), in raster order."""
+        ``[B, kept, 1, 1, D]`` (one patch per mask unit), in raster order. ``n_visible`` is that
+        count when the mask's values cannot be read (``efm validate`` builds on the meta device)."""
         h = self.stem(x)  # [B, D, h, w]
         if mask is not None:
             h = h * mask[:, None].to(h.dtype)
@@ -73,9 +76,13 @@ class ConvNet(nn.Module):
         tokens = self.norm(rearrange(h, "b d h w -> b (h w) d"))  # [B, L, D]
         if mask is not None:
             keep = mask.flatten(1)  # [B, L]
-            b, d = tokens.shape[0], tokens.shape[-1]
-            tokens = tokens[keep].view(b, -1, d)
-            inter = [t[keep].view(b, -1, 1, 1, d) for t in inter]
+            k = n_visible if n_visible is not None else int(keep[0].sum())
+            # the visible units first, in raster order (a stable sort of the 1/0 mask)
+            idx = keep.to(torch.int8).argsort(dim=1, descending=True, stable=True)[:, :k]
+            d = tokens.shape[-1]
+            tokens = tokens.gather(1, idx[..., None].expand(-1, -1, d))  # [B, k, D]
+            inter = [t.gather(1, idx[..., None].expand(-1, -1, d)).view(*idx.shape, 1, 1, d)
+                     for t in inter]  # fmt: skip
         return BackboneOutput(tokens, inter, {"grid": tuple(h.shape[-2:])})
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:

@@ -58,6 +58,35 @@ def test_recipe_assembles_and_trains_a_step():
     assert torch.isfinite(out.loss)
 
 
+def test_validate_builds_it_on_the_meta_device(caplog):
+    """efm validate's assembly check builds MAE over the ConvNet without reading mask values."""
+    from efm.assemble import check
+    from efm.config import compose
+
+    with caplog.at_level("WARNING", logger="efm.assemble"):
+        assert check(compose(["recipe=example-convnet"])) == []
+    assert not [r for r in caplog.records if "assembly check" in r.getMessage()]
+
+
+def test_visible_tokens_in_raster_order():
+    """The visible tokens are gathered in raster order, with or without ``n_visible``: the same
+    as boolean indexing of all tokens (SimMIM-zeroed) by the mask."""
+    import torch
+    from einops import rearrange
+
+    bb = registry.create("backbones", "convnet_test", in_chans=1, input_size=(32, 32)).eval()
+    x = torch.randn(2, 1, 32, 32)
+    grid = bb.mask_shape(x)
+    mask = torch.zeros(2, *grid, dtype=torch.bool)
+    mask[0, 0, 1] = mask[0, 1, 0] = mask[1, 0, 0] = mask[1, 1, 1] = True
+    h = bb.stem(x) * mask[:, None]
+    for block in bb.blocks:
+        h = h + block(h)
+    ref = bb.norm(rearrange(h, "b d h w -> b (h w) d"))[mask.flatten(1)].view(2, 2, -1)
+    torch.testing.assert_close(bb(x, mask=mask).features, ref)
+    torch.testing.assert_close(bb(x, mask=mask, n_visible=2).features, ref)
+
+
 def test_recipe_trains_under_ddp():
     """efm's distributed conformance check: MAE over the ConvNet, 2 steps as 2 gloo processes."""
     from efm.assemble import data_spec
