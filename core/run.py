@@ -92,19 +92,35 @@ def first_lines(cfg: dict[str, Any], run_dir: Path) -> list[str]:
 def compare_encoders(pretrained: dict[str, Any], baseline: dict[str, Any]) -> list[str]:
     """In words, per task: does the pretrained encoder beat its random init by more than the spread?
 
-    The spread is the larger of the two encoders' standard deviations of Cohen's kappa over the
-    probe's seeds (patient-level splits).
+    Both encoders are probed on the same patient-level splits (one per seed). When their per-seed
+    scores carry the same test patients, the comparison is paired: the difference of Cohen's kappa
+    per split, its mean against its standard deviation over the splits (the split's own difficulty,
+    shared by both encoders, cancels). Otherwise: the difference of the means against the larger of
+    the two standard deviations.
     """
+    import numpy as np
+
     out = []
     for task, p in pretrained.items():
         b = baseline.get(task) or {}
         if "mean" not in p or "mean" not in b:
             continue
-        diff = p["mean"]["kappa"] - b["mean"]["kappa"]
-        spread = max(p["std"]["kappa"], b["std"]["kappa"])
-        numbers = (
-            f"kappa {p['mean']['kappa']:.3f} vs {b['mean']['kappa']:.3f}, seed spread {spread:.3f}"
+        ps, bs = p.get("per_seed") or [], b.get("per_seed") or []
+        paired = len(ps) == len(bs) > 1 and all(
+            x.get("test_patients") == y.get("test_patients") for x, y in zip(ps, bs)
         )
+        numbers = f"kappa {p['mean']['kappa']:.3f} vs {b['mean']['kappa']:.3f}"
+        if paired:
+            d = np.array([x["kappa"] - y["kappa"] for x, y in zip(ps, bs)], dtype=float)
+            diff, spread = float(np.nanmean(d)), float(np.nanstd(d))
+            numbers += (
+                f"; per split {diff:+.3f} ± {spread:.3f} over {len(d)} identical patient-level "
+                f"splits, pretrained ahead in {int((d > 0).sum())}"
+            )
+        else:
+            diff = p["mean"]["kappa"] - b["mean"]["kappa"]
+            spread = max(p["std"]["kappa"], b["std"]["kappa"])
+            numbers += f", seed spread {spread:.3f}"
         if "auroc" in p["mean"] and "auroc" in b["mean"]:
             numbers += f"; AUROC {p['mean']['auroc']:.3f} vs {b['mean']['auroc']:.3f}"
         if diff > spread:

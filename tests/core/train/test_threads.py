@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 import pytest
 import torch
 
@@ -85,6 +86,33 @@ def test_the_report_says_in_words_which_encoder_wins(tmp_path):
     assert lines[1].endswith("no evidence here that pretraining helped this probe.")
     assert lines[2].startswith("spike: the pretrained encoder is ahead of its random init by less")
     assert lines[3].startswith("bad: the random-init baseline wins by more than the seed spread")
+    # identical splits: the comparison is paired, per split. The pretrained encoder is ahead on
+    # every split by about 0.05 while both spreads (the splits' difficulty) are 0.15
+    rng = np.random.default_rng(0)
+    hard = rng.uniform(0.2, 0.7, size=8)
+    ahead = 0.05 + rng.uniform(-0.01, 0.01, size=8)
+
+    def seeds(kappas):
+        k = np.asarray(kappas)
+        return {
+            "mean": {"kappa": float(k.mean())},
+            "std": {"kappa": float(k.std())},
+            "per_seed": [{"kappa": float(v), "test_patients": [f"p{i}"]} for i, v in enumerate(k)],
+        }
+
+    (line,) = compare_encoders({"seizure": seeds(hard + ahead)}, {"seizure": seeds(hard)})
+    d = ahead
+    assert line == (
+        "seizure: the pretrained encoder beats its random init by more than the seed spread "
+        f"(kappa {(hard + d).mean():.3f} vs {hard.mean():.3f}; per split {d.mean():+.3f} ± "
+        f"{d.std():.3f} over 8 identical patient-level splits, pretrained ahead in 8)."
+    )
+    assert (hard + d).std() > d.mean()  # unpaired, the same numbers would be within the spread
+    other = seeds(hard)
+    other["per_seed"][0]["test_patients"] = ["q"]  # not the same splits: unpaired
+    (line,) = compare_encoders({"seizure": seeds(hard + ahead)}, {"seizure": other})
+    assert "is ahead of its random init by less than the seed spread" in line
+    assert "seed spread" in line and "per split" not in line
     probes = {"skipped_task": {"skipped": "no labels"}}
     md, _ = write_report(tmp_path, {"recipe": "x", "probes": probes, "comparison": lines})
     assert f"- {lines[1]}" in md.read_text()
