@@ -190,11 +190,25 @@ def plain(text: str) -> str:
     return text.replace("``", "").replace("`", "")
 
 
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Each command's help on its name's line, however long the name (``consolidate``).
+
+    argparse measures subcommand names one indent short of where it prints them.
+    """
+
+    def add_argument(self, action: argparse.Action) -> None:
+        super().add_argument(action)
+        if isinstance(action, argparse._SubParsersAction) and action.help is not argparse.SUPPRESS:
+            names = [len(self._format_action_invocation(a)) for a in action._get_subactions()]
+            width = max(names, default=0) + self._current_indent + self._indent_increment
+            self._action_max_length = max(self._action_max_length, width)
+
+
 class _Parser(argparse.ArgumentParser):
     """An argument parser whose epilog is computed when help is shown (it loads the registry)."""
 
     def __init__(self, *a: Any, epilog_fn: Callable[[], str] | None = None, **kw: Any) -> None:
-        kw.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        kw.setdefault("formatter_class", _Formatter)
         super().__init__(*a, **kw)
         self.epilog_fn = epilog_fn
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 import pytest
 import yaml
@@ -234,7 +235,9 @@ def test_top_level_help_is_plain(capsys):
         main(["--help"])
     out = capsys.readouterr().out
     assert "`" not in out and "efm COMMAND --help" in out
-    assert "prepare   recordings on disk to WebDataset shards" in out
+    # every command's help starts on its name's line, the longest name included
+    assert re.search(r"\n {4}prepare +recordings on disk to WebDataset shards", out)
+    assert re.search(r"\n {4}consolidate +one model.safetensors", out)
 
 
 def test_plain_strips_rst():
