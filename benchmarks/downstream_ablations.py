@@ -11,12 +11,22 @@ within the seed spread of its random init. This script varies one factor at a ti
 - **model size**: ``moirai_test`` (d_model 64, 2 layers) against d_model 128, 4 layers, pretrained
   ``--size-steps`` steps;
 - **fine-tuning learning rate**: the last checkpoint fine-tuned with ``eval.finetune.lr`` in
-  ``--finetune-lrs``.
+  ``--finetune-lrs``, beside the same backbone fine-tuned from random init with that rate;
+- **size, fine-tuned**: the d_model 128 model fine-tuned with the lowest of ``--finetune-lrs``,
+  beside its random init;
+- **out of corpus** (``eegbci``): both pretrained models (EEGMAT only) probed linearly on
+  ``eegbci-imagery`` (8 subjects none of which they saw, event-locked 4 s epochs), beside their
+  random inits and band power.
+
+``--parts`` runs some of these (``steps epoch size finetune size-finetune eegbci``); ``--work DIR`` reuses
+the checkpoints of an earlier run in DIR (a pretraining whose last checkpoint is there is not
+repeated), and the rows of variants not run now are kept from the existing ``--out`` file.
 
 Random-init and band-power rows are run once per epoch length (they do not depend on pretraining).
 JSON (after every part, so a run stopped for time keeps what it measured) to benchmarks/results/.
 
-    python benchmarks/downstream_ablations.py                       # the full run (~45 CPU minutes)
+    python benchmarks/downstream_ablations.py                       # the full run (~2 CPU hours)
+    python benchmarks/downstream_ablations.py --work /tmp/efm-ablations-x --parts size-finetune
     python benchmarks/downstream_ablations.py --steps 40 --size-steps 20 --folds 2 --seeds 1 \\
         --finetune-lrs 1e-3 --finetune-epochs 1 --out /tmp/a.json   # a smoke test
 """
@@ -49,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--finetune-lrs", type=float, nargs="+", default=[3e-4, 1e-4])
     p.add_argument("--finetune-epochs", type=int, default=10)
     p.add_argument("--out", default=str(ROOT / "benchmarks/results/downstream_ablations_cpu.json"))
+    parts = ("steps", "epoch", "size", "finetune", "size-finetune", "eegbci")
+    p.add_argument("--parts", nargs="+", choices=parts, default=list(parts))
+    p.add_argument("--work", help="a folder of an earlier run's checkpoints, to reuse")
     args = p.parse_args(argv)
 
     import torch
@@ -62,9 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     from efm.evaluate.cli import evaluate_task
     from efm.train.loop import pretrain
 
-    work = Path(tempfile.mkdtemp(prefix="efm-ablations-"))
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="efm-ablations-"))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    earlier = json.loads(out.read_text(encoding="utf-8")) if out.exists() else {}
     doc: dict[str, Any] = {
         "benchmark": "downstream_ablations",
         "task": TASK,
@@ -75,13 +89,23 @@ def main(argv: list[str] | None = None) -> int:
         "machine": platform.processor() or platform.machine(),
         "load_avg_1min_before": round(os.getloadavg()[0], 2),
         "args": vars(args),
-        "pretraining": {},
+        # every invocation whose rows this file holds, oldest first
+        "invocations": [
+            *earlier.get("invocations", [earlier["args"]] if earlier else []),
+            vars(args),
+        ],
+        "pretraining": dict(earlier.get("pretraining", {})),
         "rows": [],
     }
+    # replaced variant by variant as they are run again (rows before "task" existed are EEGMAT's)
+    kept = [{"task": TASK, **r} for r in earlier.get("rows", [])]
 
     def save() -> None:
         doc["load_avg_1min_after"] = round(os.getloadavg()[0], 2)
-        out.write_text(json.dumps(schema.finite(doc), indent=1, default=str), encoding="utf-8")
+        new = {r["variant"] for r in doc["rows"]}
+        rows = [r for r in kept if r["variant"] not in new] + doc["rows"]
+        text = json.dumps(schema.finite({**doc, "rows": rows}), indent=1, default=str)
+        out.write_text(text, encoding="utf-8")
 
     def config(run: str, steps: int, *extra: str) -> dict[str, Any]:
         return compose(
@@ -98,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     def train(run: str, steps: int, *extra: str) -> Path:
         cfg = config(run, steps, *extra, f"train.ckpt_every={min(args.probe_steps + [steps])}",
                      "train.keep_ckpts=100")  # fmt: skip
+        if (work / run / "checkpoints" / f"step-{steps:07d}" / "model.safetensors").exists():
+            return work / run  # reused (--work); its pretraining entry is the earlier run's
         shards = Path(ensure_shards(cfg))
         t0 = time.perf_counter()
         result = pretrain(cfg, shards, work / run)
@@ -117,12 +143,14 @@ def main(argv: list[str] | None = None) -> int:
     real_get = task_mod.get
 
     def evaluate(variant: str, factor: str, value: Any, ckpt: Path | None, modes: list[str],
-                 baselines: list[str], epoch_s: float = 5.0, *extra: str) -> None:  # fmt: skip
-        task_mod.get = lambda name: dataclasses.replace(real_get(name), epoch_s=epoch_s)
+                 baselines: list[str], epoch_s: float | None = 5.0, *extra: str,
+                 task: str = TASK, root: Path = REAL / "eegmat") -> None:  # fmt: skip
+        if epoch_s is not None:  # None: the task's own (EEGBCI's event-locked 4 s)
+            task_mod.get = lambda name: dataclasses.replace(real_get(name), epoch_s=epoch_s)
         try:
             cfg = config("eval", 1, f"eval.modes=[{','.join(modes)}]",
                          f"eval.baselines=[{','.join(baselines)}]", *extra)  # fmt: skip
-            res = evaluate_task(cfg, TASK, ckpt, work / "eval" / variant, str(REAL / "eegmat"),
+            res = evaluate_task(cfg, task, ckpt, work / "eval" / variant, str(root),
                                 run_cfg=cfg, say=lambda *a, **k: None)  # fmt: skip
         finally:
             task_mod.get = real_get
@@ -131,8 +159,10 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             m = r["metrics"]
             doc["rows"].append({
-                "variant": variant, "factor": factor, "value": value, "method": r["method"],
-                "mode": r["mode"], "epoch_s": epoch_s, "n_subjects": res["n_subjects"],
+                "variant": variant, "factor": factor, "value": value, "task": task,
+                "method": r["method"], "mode": r["mode"],
+                "epoch_s": epoch_s if epoch_s is not None else real_get(task).epoch_s,
+                "n_subjects": res["n_subjects"],
                 "n_epochs": res["n_epochs"],
                 "balanced_accuracy": [m["balanced_accuracy"]["mean"], m["balanced_accuracy"]["std"]],
                 "auroc": [m["auroc"]["mean"], m["auroc"]["std"]],
@@ -146,25 +176,57 @@ def main(argv: list[str] | None = None) -> int:
 
     # steps: one long run, probed at several checkpoints; the baselines once per epoch length
     long = train("moirai_test", args.steps)
-    evaluate(
-        "baselines-5s", "baseline", None, None, ["linear"], ["random-init", "bandpower-logreg"]
-    )
-    for s in [*args.probe_steps, args.steps]:
-        ck = long / "checkpoints" / f"step-{s:07d}"
-        evaluate(f"steps-{s}", "steps", s, ck, ["linear"], [])
     last = long / "checkpoints" / f"step-{args.steps:07d}"
-    # epoch length: 10 s epochs of the same recordings
-    evaluate("epoch-10s", "epoch_s", 10.0, last, ["linear"], ["random-init", "bandpower-logreg"],
-             10.0)  # fmt: skip
+    if "steps" in args.parts:
+        evaluate("baselines-5s", "baseline", None, None, ["linear"],
+                 ["random-init", "bandpower-logreg"])  # fmt: skip
+        for s in [*args.probe_steps, args.steps]:
+            ck = long / "checkpoints" / f"step-{s:07d}"
+            evaluate(f"steps-{s}", "steps", s, ck, ["linear"], [])
+    if "epoch" in args.parts:  # 10 s epochs of the same recordings
+        evaluate("epoch-10s", "epoch_s", 10.0, last, ["linear"],
+                 ["random-init", "bandpower-logreg"], 10.0)  # fmt: skip
     # model size: d_model 128, 4 layers
     wide = ("backbone.d_model=128", "backbone.n_layers=4")
-    w = train("moirai-d128-l4", args.size_steps, *wide)
-    evaluate("size-d128-l4", "size", "d128-l4", w / "checkpoints" / f"step-{args.size_steps:07d}",
-             ["linear"], ["random-init"], 5.0, *wide)  # fmt: skip
-    # fine-tuning learning rate, on the long run's last checkpoint
-    for lr in args.finetune_lrs:
-        evaluate(f"finetune-lr-{lr:g}", "finetune_lr", lr, last, ["finetune"], [], 5.0,
-                 f"eval.finetune.lr={lr}")  # fmt: skip
+    if "size" in args.parts or "size-finetune" in args.parts:
+        w = train("moirai-d128-l4", args.size_steps, *wide)
+        w_last = w / "checkpoints" / f"step-{args.size_steps:07d}"
+        if "size" in args.parts:
+            evaluate("size-d128-l4", "size", "d128-l4", w_last, ["linear"], ["random-init"], 5.0,
+                     *wide)  # fmt: skip
+        if "size-finetune" in args.parts:
+            lr = min(args.finetune_lrs)
+            evaluate(f"size-d128-l4-finetune-lr-{lr:g}", "size_finetune", "d128-l4", w_last,
+                     ["finetune"], ["random-init"], 5.0, *wide, f"eval.finetune.lr={lr}")  # fmt: skip
+    if "eegbci" in args.parts:  # subjects and a task neither model saw in pretraining
+        bci = dict(task="eegbci-imagery", root=REAL / "eegbci")
+        evaluate(
+            "eegbci-moirai_test",
+            "transfer",
+            "moirai_test",
+            last,
+            ["linear"],
+            ["random-init", "bandpower-logreg"],
+            None,
+            **bci,
+        )  # type: ignore[arg-type]
+        w = train("moirai-d128-l4", args.size_steps, *wide)
+        evaluate(
+            "eegbci-d128-l4",
+            "transfer",
+            "d128-l4",
+            w / "checkpoints" / f"step-{args.size_steps:07d}",
+            ["linear"],
+            ["random-init"],
+            None,
+            *wide,
+            **bci,
+        )  # type: ignore[arg-type]
+    # fine-tuning learning rate, on the long run's last checkpoint and from random init
+    if "finetune" in args.parts:
+        for lr in args.finetune_lrs:
+            evaluate(f"finetune-lr-{lr:g}", "finetune_lr", lr, last, ["finetune"],
+                     ["random-init"], 5.0, f"eval.finetune.lr={lr}")  # fmt: skip
     save()
     print(f"wrote {out}")
     return 0

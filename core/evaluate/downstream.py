@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -233,12 +233,14 @@ def run_task(
                         (seed, np.concatenate([f.test for f in fs]), np.concatenate(parts))
                     )
             else:
+                # adapters train at their own rate (a frozen encoder tolerates a larger one)
+                fc_mode = replace(fc, lr=fc.lora_lr) if mode == "lora" else fc
                 for seed, fs in by_seed.items():
                     parts = []
                     for f in fs:
                         model, x_in = _model(cfg, method, mode, data, x_enc, ckpt, seed, fc, k)
                         c = adapt.train_classifier(
-                            model, x_in, data.y, f.train, f.val, meta, fc, seed
+                            model, x_in, data.y, f.train, f.val, meta, fc_mode, seed
                         )
                         curves.append({"seed": seed, "fold": f.name, **asdict(c)})
                         parts.append(adapt.predict(model, x_in[f.test], meta, plan.batch_size))

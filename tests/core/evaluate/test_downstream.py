@@ -221,6 +221,35 @@ def test_finetuning_lowers_the_validation_loss(eegmat, cfg):
     assert c.train_loss[-1] < c.train_loss[0]
 
 
+def test_finetune_and_lora_train_at_their_own_learning_rates(eegmat, cfg, tmp_path, monkeypatch):
+    """``eval.finetune.lr`` for the whole encoder, ``lora_lr`` for the adapters (one step each)."""
+    from safetensors.torch import save_model
+
+    d = eegmat
+    save_model(adapt.build_encoder(cfg, d.x, d.sfreq, None, 0), str(tmp_path / "model.safetensors"))
+    seen: list[tuple[bool, float]] = []
+    real = adapt.train_classifier
+
+    def spy(model, *a, **kw):
+        fc = a[5]
+        lora = any("lora_" in n for n, _ in model.named_parameters())
+        seen.append(
+            (lora, max(g["lr"] for g in adapt.param_groups(model, fc) if g["lr"] != fc.head_lr))
+        )
+        return real(model, *a, **kw)
+
+    monkeypatch.setattr(adapt, "train_classifier", spy)
+    fc = FinetuneConfig(epochs=1, batch_size=8, max_steps_per_epoch=1)
+    assert (fc.lr, fc.lora_lr) == (1e-4, 3e-4)  # the defaults the ablations chose (docs/eval.md)
+    plan = downstream.Plan(modes=["finetune", "lora"], seeds=1, folds=3, baselines=[])
+    res = downstream.run_task(cfg, get("eegmat-arithmetic"), d, plan, tmp_path, tmp_path / "o",
+                              finetune=fc, say=lambda s: None)  # fmt: skip
+    assert [(r["method"], r["mode"]) for r in res["rows"]] == [
+        ("pretrained", "finetune"), ("pretrained", "lora")
+    ]  # fmt: skip
+    assert seen == [(False, 1e-4)] * 3 + [(True, 3e-4)] * 3
+
+
 def test_lora_trains_only_the_adapters(eegmat, cfg):
     pytest.importorskip("peft")
     import torch
