@@ -252,8 +252,25 @@ def train_classifier(
     """Train ``model`` on ``train`` with early stopping on ``val``'s loss; keep the best weights.
 
     Class-balanced cross-entropy (weights from the training labels), AdamW over
-    :func:`param_groups`, warmup + cosine per step, gradient clipping.
+    :func:`param_groups`, warmup + cosine per step, gradient clipping. ``seed`` fixes the batch
+    order and dropout, whatever ran before: a row's fine-tuning is the same in any order.
     """
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        return _train_classifier(model, x, y, train, val, meta, fc, seed)
+
+
+def _train_classifier(
+    model: nn.Module,
+    x: np.ndarray,
+    y: np.ndarray,
+    train: np.ndarray,
+    val: np.ndarray,
+    meta: dict[str, Any],
+    fc: FinetuneConfig,
+    seed: int,
+) -> Curve:
     from efm.evaluate.metrics import balanced_accuracy, confusion
     from efm.train.optim import lr_factor
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from sklearn import metrics as skm
 
 from efm.config import compose
@@ -210,15 +211,23 @@ def test_bandpower_row_equals_a_direct_scikit_learn_computation(eegmat, tmp_path
 def test_finetuning_lowers_the_validation_loss(eegmat, cfg):
     d = eegmat
     f = splits.folds(d.subject, d.y, d.classes, "kfold", 3, 0)[0]
-    enc = adapt.build_encoder(cfg, d.x, d.sfreq, None, 0)
-    model = adapt.Classifier(enc, 2)
+
+    def fresh(draws: int) -> adapt.Classifier:
+        torch.manual_seed(0)  # the head's initialisation (downstream seeds it the same way)
+        model = adapt.Classifier(adapt.build_encoder(cfg, d.x, d.sfreq, None, 0), 2)
+        torch.rand(draws)  # whatever ran before the fine-tuning
+        return model
+
     fc = FinetuneConfig(
         epochs=4, batch_size=32, max_steps_per_epoch=4, lr=1e-3, head_lr=1e-2, patience=4
     )
-    c = adapt.train_classifier(model, d.x, d.y, f.train, f.val, d.meta(), fc, seed=0)
+    c = adapt.train_classifier(fresh(1), d.x, d.y, f.train, f.val, d.meta(), fc, seed=0)
     assert len(c.val_loss) >= 2
     assert min(c.val_loss) < c.val_loss_start - 0.01, (c.val_loss_start, c.val_loss)
     assert c.train_loss[-1] < c.train_loss[0]
+    # the seed alone decides batches and dropout: the same curve after other draws
+    c2 = adapt.train_classifier(fresh(7), d.x, d.y, f.train, f.val, d.meta(), fc, seed=0)
+    assert c2.val_loss == c.val_loss and c2.train_loss == c.train_loss
 
 
 def test_finetune_and_lora_train_at_their_own_learning_rates(eegmat, cfg, tmp_path, monkeypatch):
