@@ -73,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     from efm.evaluate import schema
     from efm.evaluate import task as task_mod
     from efm.evaluate.cli import evaluate_task
+    from efm.train.checkpoint import step_dir
     from efm.train.loop import pretrain
 
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="efm-ablations-"))
@@ -120,9 +121,10 @@ def main(argv: list[str] | None = None) -> int:
         )  # fmt: skip
 
     def train(run: str, steps: int, *extra: str) -> Path:
+        """The run's folder, after pretraining ``steps`` steps unless an earlier run did."""
         cfg = config(run, steps, *extra, f"train.ckpt_every={min(args.probe_steps + [steps])}",
                      "train.keep_ckpts=100")  # fmt: skip
-        if (work / run / "checkpoints" / f"step-{steps:07d}" / "model.safetensors").exists():
+        if (step_dir(work / run, steps) / "model.safetensors").exists():
             return work / run  # reused (--work); its pretraining entry is the earlier run's
         shards = Path(ensure_shards(cfg))
         t0 = time.perf_counter()
@@ -176,52 +178,32 @@ def main(argv: list[str] | None = None) -> int:
 
     # steps: one long run, probed at several checkpoints; the baselines once per epoch length
     long = train("moirai_test", args.steps)
-    last = long / "checkpoints" / f"step-{args.steps:07d}"
+    last = step_dir(long, args.steps)
     if "steps" in args.parts:
         evaluate("baselines-5s", "baseline", None, None, ["linear"],
                  ["random-init", "bandpower-logreg"])  # fmt: skip
         for s in [*args.probe_steps, args.steps]:
-            ck = long / "checkpoints" / f"step-{s:07d}"
-            evaluate(f"steps-{s}", "steps", s, ck, ["linear"], [])
+            evaluate(f"steps-{s}", "steps", s, step_dir(long, s), ["linear"], [])
     if "epoch" in args.parts:  # 10 s epochs of the same recordings
         evaluate("epoch-10s", "epoch_s", 10.0, last, ["linear"],
                  ["random-init", "bandpower-logreg"], 10.0)  # fmt: skip
-    # model size: d_model 128, 4 layers
+    # model size: d_model 128, 4 layers (pretrained once, whichever part asks first)
     wide = ("backbone.d_model=128", "backbone.n_layers=4")
-    if "size" in args.parts or "size-finetune" in args.parts:
-        w = train("moirai-d128-l4", args.size_steps, *wide)
-        w_last = w / "checkpoints" / f"step-{args.size_steps:07d}"
-        if "size" in args.parts:
-            evaluate("size-d128-l4", "size", "d128-l4", w_last, ["linear"], ["random-init"], 5.0,
-                     *wide)  # fmt: skip
-        if "size-finetune" in args.parts:
-            lr = min(args.finetune_lrs)
-            evaluate(f"size-d128-l4-finetune-lr-{lr:g}", "size_finetune", "d128-l4", w_last,
-                     ["finetune"], ["random-init"], 5.0, *wide, f"eval.finetune.lr={lr}")  # fmt: skip
+    if {"size", "size-finetune", "eegbci"} & set(args.parts):
+        wide_last = step_dir(train("moirai-d128-l4", args.size_steps, *wide), args.size_steps)
+    if "size" in args.parts:
+        evaluate("size-d128-l4", "size", "d128-l4", wide_last, ["linear"], ["random-init"], 5.0,
+                 *wide)  # fmt: skip
+    if "size-finetune" in args.parts:
+        lr = min(args.finetune_lrs)
+        evaluate(f"size-d128-l4-finetune-lr-{lr:g}", "size_finetune", "d128-l4", wide_last,
+                 ["finetune"], ["random-init"], 5.0, *wide, f"eval.finetune.lr={lr}")  # fmt: skip
     if "eegbci" in args.parts:  # subjects and a task neither model saw in pretraining
-        bci = dict(task="eegbci-imagery", root=REAL / "eegbci")
-        evaluate(
-            "eegbci-moirai_test",
-            "transfer",
-            "moirai_test",
-            last,
-            ["linear"],
-            ["random-init", "bandpower-logreg"],
-            None,
-            **bci,
-        )  # type: ignore[arg-type]
-        w = train("moirai-d128-l4", args.size_steps, *wide)
-        evaluate(
-            "eegbci-d128-l4",
-            "transfer",
-            "d128-l4",
-            w / "checkpoints" / f"step-{args.size_steps:07d}",
-            ["linear"],
-            ["random-init"],
-            None,
-            *wide,
-            **bci,
-        )  # type: ignore[arg-type]
+        bci, bci_root = "eegbci-imagery", REAL / "eegbci"
+        evaluate("eegbci-moirai_test", "transfer", "moirai_test", last, ["linear"],
+                 ["random-init", "bandpower-logreg"], None, task=bci, root=bci_root)  # fmt: skip
+        evaluate("eegbci-d128-l4", "transfer", "d128-l4", wide_last, ["linear"], ["random-init"],
+                 None, *wide, task=bci, root=bci_root)  # fmt: skip
     # fine-tuning learning rate, on the long run's last checkpoint and from random init
     if "finetune" in args.parts:
         for lr in args.finetune_lrs:

@@ -20,6 +20,7 @@ import contextlib
 import copy
 import logging
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,16 @@ def fit_length(cfg: dict[str, Any], x: np.ndarray, sfreq: float) -> tuple[np.nda
     return x[:, :, idx], note
 
 
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Torch's CPU (and current CUDA) generators seeded with ``seed``, restored on exit: what runs
+    inside draws the same numbers whatever ran before, and leaves the caller's draws untouched."""
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
 def build_encoder(
     cfg: dict[str, Any], x: np.ndarray, sfreq: float, checkpoint: Path | None, seed: int
 ) -> nn.Module:
@@ -93,8 +104,7 @@ def build_encoder(
     from efm.assemble import assemble
     from efm.train import checkpoint as ckpt
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded(seed):
         objective = assemble(cfg, data_spec_for(cfg, x, sfreq))
     if checkpoint is not None:
         ckpt.load_weights(Path(checkpoint), objective)
@@ -255,22 +265,6 @@ def train_classifier(
     :func:`param_groups`, warmup + cosine per step, gradient clipping. ``seed`` fixes the batch
     order and dropout, whatever ran before: a row's fine-tuning is the same in any order.
     """
-    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        return _train_classifier(model, x, y, train, val, meta, fc, seed)
-
-
-def _train_classifier(
-    model: nn.Module,
-    x: np.ndarray,
-    y: np.ndarray,
-    train: np.ndarray,
-    val: np.ndarray,
-    meta: dict[str, Any],
-    fc: FinetuneConfig,
-    seed: int,
-) -> Curve:
     from efm.evaluate.metrics import balanced_accuracy, confusion
     from efm.train.optim import lr_factor
 
@@ -297,40 +291,43 @@ def _train_classifier(
     rng = np.random.default_rng(seed)
     curve, best, best_state, stale, step = Curve(), np.inf, None, 0, 0
     curve.val_loss_start, _ = _loss_and_proba(model, x[val], y[val], meta, weight, 64, device)
-    for epoch in range(fc.epochs):
-        model.train()
-        order = rng.permutation(train)
-        run = []
-        for b in range(per_epoch):
-            idx = np.sort(order[b * fc.batch_size : (b + 1) * fc.batch_size])
-            if idx.size == 0:
-                break
-            f = lr_factor(step, warm, total, 0.01)
-            for g, lr in zip(opt.param_groups, base):
-                g["lr"] = lr * f
-            with _amp(device):
-                logits = model(_batch(x[idx], meta, device)).float()
-            t = torch.from_numpy(y[idx]).to(device)
-            loss = nn.functional.cross_entropy(logits, t, weight=weight)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if fc.grad_clip > 0:
-                nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], fc.grad_clip)
-            opt.step()
-            run.append(float(loss.detach()))
-            step += 1
-        v_loss, v_proba = _loss_and_proba(model, x[val], y[val], meta, weight, 64, device)
-        v_bacc = balanced_accuracy(confusion(y[val], v_proba.argmax(1), k))
-        curve.train_loss.append(float(np.mean(run)) if run else float("nan"))
-        curve.val_loss.append(v_loss)
-        curve.val_balanced_accuracy.append(v_bacc)
-        if v_loss < best - 1e-4:
-            best, stale, curve.best_epoch = v_loss, 0, epoch
-            best_state = copy.deepcopy({n: t.detach().cpu() for n, t in model.state_dict().items()})
-        else:
-            stale += 1
-            if stale >= fc.patience:
-                break
+    with seeded(seed):  # dropout and anything else torch draws
+        for epoch in range(fc.epochs):
+            model.train()
+            order = rng.permutation(train)
+            run = []
+            for b in range(per_epoch):
+                idx = np.sort(order[b * fc.batch_size : (b + 1) * fc.batch_size])
+                if idx.size == 0:
+                    break
+                f = lr_factor(step, warm, total, 0.01)
+                for g, lr in zip(opt.param_groups, base):
+                    g["lr"] = lr * f
+                with _amp(device):
+                    logits = model(_batch(x[idx], meta, device)).float()
+                t = torch.from_numpy(y[idx]).to(device)
+                loss = nn.functional.cross_entropy(logits, t, weight=weight)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if fc.grad_clip > 0:
+                    nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], fc.grad_clip)
+                opt.step()
+                run.append(float(loss.detach()))
+                step += 1
+            v_loss, v_proba = _loss_and_proba(model, x[val], y[val], meta, weight, 64, device)
+            v_bacc = balanced_accuracy(confusion(y[val], v_proba.argmax(1), k))
+            curve.train_loss.append(float(np.mean(run)) if run else float("nan"))
+            curve.val_loss.append(v_loss)
+            curve.val_balanced_accuracy.append(v_bacc)
+            if v_loss < best - 1e-4:
+                best, stale, curve.best_epoch = v_loss, 0, epoch
+                best_state = copy.deepcopy(
+                    {n: t.detach().cpu() for n, t in model.state_dict().items()}
+                )
+            else:
+                stale += 1
+                if stale >= fc.patience:
+                    break
     if best_state is not None:
         model.load_state_dict(best_state)
     return curve

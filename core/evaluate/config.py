@@ -9,10 +9,11 @@ from typing import Literal
 @dataclass
 class FinetuneConfig:
     """Fine-tuning and LoRA (``eval.finetune``): AdamW with ``lr`` for the encoder (``lora_lr``
-    for LoRA's adapters) and ``head_lr`` for the head, layer-wise decay ``layer_decay`` (1: none), linear warmup over
-    ``warmup_frac`` of the steps then cosine, at most ``epochs`` passes over the training set
-    (``max_steps_per_epoch`` caps one pass, 0: none), early stopping after ``patience`` epochs
-    without a lower validation loss (the best epoch's weights are kept); LoRA rank and alpha."""
+    for LoRA's adapters) and ``head_lr`` for the head, layer-wise decay ``layer_decay`` (1: none),
+    linear warmup over ``warmup_frac`` of the steps then cosine, at most ``epochs`` passes over the
+    training set (``max_steps_per_epoch`` caps one pass, 0: none), early stopping after ``patience``
+    epochs without a lower validation loss (the best epoch's weights are kept); LoRA rank and
+    alpha."""
 
     epochs: int = field(default=30, metadata={"ge": 1})
     batch_size: int = field(default=32, metadata={"ge": 1})

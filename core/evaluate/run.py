@@ -23,13 +23,12 @@ log = logging.getLogger("efm.evaluate.run")
 
 def load_encoder(cfg: dict[str, Any], checkpoint: str | Path | None) -> Any:
     """The recipe's objective (representation + backbone) with the checkpoint's weights, if given."""
-    import torch
 
     from efm.assemble import assemble
+    from efm.evaluate.adapt import seeded
     from efm.train import checkpoint as ckpt
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(cfg["train"]["seed"]))
+    with seeded(int(cfg["train"]["seed"])):
         objective = assemble(cfg)
     if checkpoint is not None:
         ckpt.load_weights(Path(checkpoint), objective)

@@ -82,10 +82,10 @@ def save(
     extra: dict[str, Any] | None = None,
 ) -> Path:
     """Write the checkpoint of ``step`` and keep only the newest ``keep`` ones."""
-    root = run_dir / "checkpoints"
+    final = step_dir(run_dir, step)
+    tmp = final.with_name(f".tmp-{final.name}")
+    root = final.parent
     root.mkdir(parents=True, exist_ok=True)
-    final = root / f"step-{step:07d}"
-    tmp = root / f".tmp-step-{step:07d}"
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
@@ -130,8 +130,8 @@ def save_sharded(
     from torch.distributed.checkpoint.state_dict import get_state_dict
 
     rank = torch.distributed.get_rank()
-    root = run_dir / "checkpoints"
-    final, tmp = root / f"step-{step:07d}", root / f".tmp-step-{step:07d}"
+    final = step_dir(run_dir, step)
+    tmp, root = final.with_name(f".tmp-{final.name}"), final.parent
     if rank == 0:
         root.mkdir(parents=True, exist_ok=True)
         if tmp.exists():
@@ -239,6 +239,11 @@ def _publish(root: Path, tmp: Path, final: Path, keep: int) -> None:
     for old in olds[: max(0, len(olds) - max(1, keep))]:
         shutil.rmtree(old, ignore_errors=True)
     log.info("checkpoint %s", final)
+
+
+def step_dir(run_dir: Path, step: int) -> Path:
+    """Where a run keeps the checkpoint of ``step``."""
+    return Path(run_dir) / "checkpoints" / f"step-{step:07d}"
 
 
 def latest(run_dir: Path) -> Path | None:
