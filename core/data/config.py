@@ -31,7 +31,7 @@ class DataConfig:
     workers: int = field(default=1, metadata={"ge": 0})
     glob: str = "**/*"
     patient_regex: str = r"(?:^|/)(?P<patient>[^/_.]+)[^/]*$"
-    demo_patients: int = field(default=6, metadata={"ge": 1})
+    demo_patients: int = field(default=12, metadata={"ge": 1})
     demo_minutes: float = field(default=10.0, metadata={"gt": 0})
     demo_seed: int = 0
     file_labels: dict[str, dict[str, int]] = field(default_factory=dict)

@@ -33,6 +33,11 @@ def patient_split(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Split sample indices by patient so that both sides hold every class.
 
+    Seeds ``0, 1, ...`` give distinct sets of test patients for as long as there are distinct valid
+    sets (6 patients with 2 held out have 15): seed ``s`` draws patient permutations from
+    ``default_rng(s)`` and takes the first valid set that seeds ``0..s-1`` did not take. Once every
+    set has been taken, splits repeat.
+
     Parameters
     ----------
     groups : array of str, shape (N,)
@@ -42,37 +47,51 @@ def patient_split(
     test_fraction : float
         Fraction of the patients held out (at least one, at most all but one).
     seed : int
-        Seed of the patient permutation.
+        Index of the split.
     tries : int
-        Permutations tried until train and test both contain every class.
+        Permutations tried per seed for a valid split that no earlier seed took.
 
     Returns
     -------
     train_idx, test_idx : ndarray of int
     """
     groups, y = np.asarray(groups), np.asarray(y)
-    patients = np.unique(groups)
+    patients, g_idx = np.unique(groups, return_inverse=True)
     if patients.size < 2:
         raise EfmError(
             f"a patient-level split needs at least 2 patients; the data has {patients.size}"
         )
     n_test = int(np.clip(round(patients.size * test_fraction), 1, patients.size - 1))
-    classes = np.unique(y)
-    rng = np.random.default_rng(seed)
-    for _ in range(tries):
-        test_patients = rng.permutation(patients)[:n_test]
-        is_test = np.isin(groups, test_patients)
-        if np.array_equal(np.unique(y[is_test]), classes) and np.array_equal(
-            np.unique(y[~is_test]), classes
-        ):
-            train_idx, test_idx = np.flatnonzero(~is_test), np.flatnonzero(is_test)
-            check_no_leakage(groups[train_idx], groups[test_idx])
-            return train_idx, test_idx
-    counts = {str(c): int(np.unique(groups[y == c]).size) for c in classes}
-    raise EfmError(
-        f"no patient-level split with every class on both sides after {tries} tries "
-        f"({patients.size} patients; patients per class: {counts}); more patients are needed"
-    )
+    classes, y_idx = np.unique(y, return_inverse=True)
+    has = np.zeros((patients.size, classes.size), dtype=bool)  # [P, K]: patient p has class k
+    has[g_idx, y_idx] = True
+    taken: set[frozenset[int]] = set()
+    for s in range(seed + 1):
+        rng, first, chosen = np.random.default_rng(s), None, None
+        for _ in range(tries):
+            test = rng.permutation(patients.size)[:n_test]
+            is_test = np.zeros(patients.size, dtype=bool)
+            is_test[test] = True
+            if not (has[is_test].any(0).all() and has[~is_test].any(0).all()):
+                continue
+            key = frozenset(test.tolist())
+            first = key if first is None else first
+            if key not in taken:
+                chosen = key
+                break
+        if first is None:
+            counts = {str(c): int(has[:, k].sum()) for k, c in enumerate(classes)}
+            raise EfmError(
+                f"no patient-level split with every class on both sides after {tries} tries "
+                f"({patients.size} patients; patients per class: {counts}); more patients are "
+                "needed"
+            )
+        chosen = first if chosen is None else chosen  # every valid set taken: repeat
+        taken.add(chosen)
+    is_test = np.isin(g_idx, sorted(chosen))
+    train_idx, test_idx = np.flatnonzero(~is_test), np.flatnonzero(is_test)
+    check_no_leakage(groups[train_idx], groups[test_idx])
+    return train_idx, test_idx
 
 
 # -- downstream tasks: subject-level folds with a validation carve, and the leakage audit ----------

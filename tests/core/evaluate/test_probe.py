@@ -37,6 +37,21 @@ def test_split_is_patient_level_and_has_every_class():
     assert all(np.array_equal(u, v) for u, v in zip(a, b))
 
 
+def test_seeds_give_distinct_splits_until_every_valid_one_is_taken():
+    # 6 patients, 2 held out: C(6, 2) = 15 sets, all valid (F has no class 1, but any set with F
+    # holds one other patient, who has both classes)
+    groups = np.repeat(list("ABCDEF"), 4)
+    y = np.tile([0, 0, 1, 1], 6)
+    y[groups == "F"] = 0
+    sets = [frozenset(groups[patient_split(groups, y, 0.3, s)[1]]) for s in range(20)]
+    assert len(set(sets[:15])) == 15  # every 2-patient set once, before any repeats
+    assert all(len(x) == 2 for x in sets)
+    assert set(sets[15:]) <= set(sets[:15])  # then they repeat
+    # seed 0 is the first valid permutation of default_rng(0), as before distinct splits
+    first = np.random.default_rng(0).permutation(6)[:2]
+    assert sets[0] == frozenset(np.array(list("ABCDEF"))[first])
+
+
 def test_leakage_is_detected():
     with pytest.raises(LeakageError, match="P3"):
         check_no_leakage(np.array(["P1", "P3", "P3"]), np.array(["P2", "P3"]))
