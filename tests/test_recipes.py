@@ -53,7 +53,8 @@ def test_epi250k_demo_end_to_end(demo_env, tmp_path, capsys):
     assert "hiera_test" in out[1]
     report = json.loads((run_dir / "report.json").read_text())
     seizure = report["probes"]["seizure"]
-    assert seizure["n_patients"] == 6 and len(seizure["per_seed"]) == 2
+    assert seizure["n_patients"] == 12 and len(seizure["per_seed"]) == 2
+    assert seizure["per_seed"][0]["test_patients"] != seizure["per_seed"][1]["test_patients"]
     # every split was patient-level
     for s in seizure["per_seed"]:
         assert s["n_test"] > 0 and s["test_patients"]
