@@ -66,8 +66,9 @@ def patient_split(
     has = np.zeros((patients.size, classes.size), dtype=bool)  # [P, K]: patient p has class k
     has[g_idx, y_idx] = True
     taken: set[frozenset[int]] = set()
+    chosen: frozenset[int] = frozenset()
     for s in range(seed + 1):
-        rng, first, chosen = np.random.default_rng(s), None, None
+        rng, first, fresh = np.random.default_rng(s), None, None
         for _ in range(tries):
             test = rng.permutation(patients.size)[:n_test]
             is_test = np.zeros(patients.size, dtype=bool)
@@ -77,7 +78,7 @@ def patient_split(
             key = frozenset(test.tolist())
             first = key if first is None else first
             if key not in taken:
-                chosen = key
+                fresh = key
                 break
         if first is None:
             counts = {str(c): int(has[:, k].sum()) for k, c in enumerate(classes)}
@@ -86,7 +87,7 @@ def patient_split(
                 f"({patients.size} patients; patients per class: {counts}); more patients are "
                 "needed"
             )
-        chosen = first if chosen is None else chosen  # every valid set taken: repeat
+        chosen = first if fresh is None else fresh  # every valid set taken: repeat
         taken.add(chosen)
     is_test = np.isin(g_idx, sorted(chosen))
     train_idx, test_idx = np.flatnonzero(~is_test), np.flatnonzero(is_test)
