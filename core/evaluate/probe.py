@@ -20,7 +20,7 @@ import numpy as np
 
 from efm.errors import EfmError
 from efm.evaluate.metrics import classification_metrics, confusion
-from efm.evaluate.splits import LeakageError, check_no_leakage, patient_split
+from efm.evaluate.splits import LeakageError, patient_splits
 from efm.interfaces import represent
 
 log = logging.getLogger("efm.evaluate.probe")
@@ -96,9 +96,7 @@ def linear_probe(
     if classes.size < 2:
         raise EfmError(f"a probe needs at least 2 classes; the labels only hold {classes.tolist()}")
     per_seed, cm_total = [], np.zeros((classes.size, classes.size), dtype=np.int64)
-    for seed in range(seeds):
-        train, test = patient_split(groups, y_idx, test_fraction, seed)
-        check_no_leakage(groups[train], groups[test])
+    for seed, (train, test) in enumerate(patient_splits(groups, y_idx, test_fraction, seeds)):
         clf = make_pipeline(
             StandardScaler(),
             LogisticRegression(C=C, max_iter=2000, class_weight="balanced", random_state=seed),

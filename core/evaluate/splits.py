@@ -28,14 +28,14 @@ def check_no_leakage(train_groups: np.ndarray, test_groups: np.ndarray) -> None:
         )
 
 
-def patient_split(
-    groups: np.ndarray, y: np.ndarray, test_fraction: float, seed: int, tries: int = 200
-) -> tuple[np.ndarray, np.ndarray]:
-    """Split sample indices by patient so that both sides hold every class.
+def patient_splits(
+    groups: np.ndarray, y: np.ndarray, test_fraction: float, n: int, tries: int = 200
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``n`` patient-level splits, each with every class on both sides.
 
-    Seeds ``0, 1, ...`` give distinct sets of test patients for as long as there are distinct valid
-    sets (6 patients with 2 held out have 15): seed ``s`` draws patient permutations from
-    ``default_rng(s)`` and takes the first valid set that seeds ``0..s-1`` did not take. Once every
+    Splits hold distinct sets of test patients for as long as there are distinct valid sets (6
+    patients with 2 held out have 15): split ``s`` draws patient permutations from
+    ``default_rng(s)`` and takes the first valid set that splits ``0..s-1`` did not take. Once every
     set has been taken, splits repeat.
 
     Parameters
@@ -46,14 +46,14 @@ def patient_split(
         Labels.
     test_fraction : float
         Fraction of the patients held out (at least one, at most all but one).
-    seed : int
-        Index of the split.
+    n : int
+        Number of splits.
     tries : int
-        Permutations tried per seed for a valid split that no earlier seed took.
+        Permutations tried per split for a valid set that no earlier split took.
 
     Returns
     -------
-    train_idx, test_idx : ndarray of int
+    list of (train_idx, test_idx), ndarrays of int
     """
     groups, y = np.asarray(groups), np.asarray(y)
     patients, g_idx = np.unique(groups, return_inverse=True)
@@ -66,8 +66,8 @@ def patient_split(
     has = np.zeros((patients.size, classes.size), dtype=bool)  # [P, K]: patient p has class k
     has[g_idx, y_idx] = True
     taken: set[frozenset[int]] = set()
-    chosen: frozenset[int] = frozenset()
-    for s in range(seed + 1):
+    out = []
+    for s in range(n):
         rng, first, fresh = np.random.default_rng(s), None, None
         for _ in range(tries):
             test = rng.permutation(patients.size)[:n_test]
@@ -89,10 +89,18 @@ def patient_split(
             )
         chosen = first if fresh is None else fresh  # every valid set taken: repeat
         taken.add(chosen)
-    is_test = np.isin(g_idx, sorted(chosen))
-    train_idx, test_idx = np.flatnonzero(~is_test), np.flatnonzero(is_test)
-    check_no_leakage(groups[train_idx], groups[test_idx])
-    return train_idx, test_idx
+        is_sample_test = np.isin(g_idx, sorted(chosen))
+        train_idx, test_idx = np.flatnonzero(~is_sample_test), np.flatnonzero(is_sample_test)
+        check_no_leakage(groups[train_idx], groups[test_idx])
+        out.append((train_idx, test_idx))
+    return out
+
+
+def patient_split(
+    groups: np.ndarray, y: np.ndarray, test_fraction: float, seed: int, tries: int = 200
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split ``seed`` of :func:`patient_splits`: ``(train_idx, test_idx)``."""
+    return patient_splits(groups, y, test_fraction, seed + 1, tries)[-1]
 
 
 # -- downstream tasks: subject-level folds with a validation carve, and the leakage audit ----------

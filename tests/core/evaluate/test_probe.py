@@ -10,7 +10,7 @@ import pytest
 from efm.errors import EfmError
 from efm.evaluate.probe import linear_probe, probe_tasks, task_labels
 from efm.evaluate.report import write_report
-from efm.evaluate.splits import LeakageError, check_no_leakage, patient_split
+from efm.evaluate.splits import LeakageError, check_no_leakage, patient_split, patient_splits
 
 
 def _data(n_patients=8, per=30, d=6, signal=2.0, seed=0):
@@ -47,6 +47,8 @@ def test_seeds_give_distinct_splits_until_every_valid_one_is_taken():
     assert len(set(sets[:15])) == 15  # every 2-patient set once, before any repeats
     assert all(len(x) == 2 for x in sets)
     assert set(sets[15:]) <= set(sets[:15])  # then they repeat
+    # all at once: the same splits, drawn in one pass
+    assert [frozenset(groups[te]) for _, te in patient_splits(groups, y, 0.3, 20)] == sets
     # seed 0 is the first valid permutation of default_rng(0), as before distinct splits
     first = np.random.default_rng(0).permutation(6)[:2]
     assert sets[0] == frozenset(np.array(list("ABCDEF"))[first])
